@@ -1,0 +1,24 @@
+# Reproduce TBR (arXiv 2503.17882) and DCR (arXiv 2603.03323): see README.md.
+# The default config (config.yaml) is the offline toy world.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+configfile: "config.yaml"
+
+report: "report/workflow.rst"
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/reflect.smk"
+include: "rules/dcr.smk"
+include: "rules/align.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,27 @@
+# DCR's contrastive refinement: Circle loss on the layer-l representation of seemingly toxic vs
+# toxic prompts, forward truncated at l, later layers frozen, class-weighted sampling.
+
+
+rule dcr_contrastive:
+    input:
+        model=get_base_model,
+        contrastive=f"{RESULTS}/data/contrastive.jsonl",
+    output:
+        model=directory(f"{RESULTS}/{{model}}/{{dcr_method}}/dcr/model"),
+        metrics=f"{RESULTS}/{{model}}/{{dcr_method}}/dcr/metrics.json",
+    params:
+        method=params_of,
+        template=get_template,
+    log:
+        f"{LOGS}/{{model}}/{{dcr_method}}/dcr_contrastive.log",
+    benchmark:
+        f"{BENCH}/{{model}}/{{dcr_method}}/dcr_contrastive.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/dcr_contrastive.py"

@@ -1,0 +1,70 @@
+# Base models. The toy world trains a tokenizer and a tiny Llama from scratch and saves both in
+# Hugging Face format, so every later stage loads them exactly like a hub checkpoint.
+
+
+rule train_tokenizer:
+    input:
+        DATA_FILES,
+    output:
+        directory(f"{RESULTS}/models/{{model}}/tokenizer"),
+    log:
+        f"{LOGS}/{{model}}/train_tokenizer.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/train_tokenizer.py"
+
+
+rule pretrain_base:
+    input:
+        tokenizer=f"{RESULTS}/models/{{model}}/tokenizer",
+        corpus=f"{RESULTS}/data/pretrain.jsonl",
+    output:
+        model=directory(f"{RESULTS}/models/{{model}}/base"),
+        metrics=f"{RESULTS}/models/{{model}}/pretrain_metrics.json",
+    params:
+        arch=get_arch,
+        pretrain=get_pretrain_params,
+    log:
+        f"{LOGS}/{{model}}/pretrain_base.log",
+    benchmark:
+        f"{BENCH}/{{model}}/pretrain_base.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/pretrain_base.py"
+
+
+rule toy_teacher:
+    input:
+        base=f"{RESULTS}/models/{config['teacher']['from_model']}/base",
+        data=f"{RESULTS}/data/teacher_sft.jsonl",
+    output:
+        model=directory(f"{RESULTS}/models/teacher/model"),
+        metrics=f"{RESULTS}/models/teacher/sft_metrics.json",
+    params:
+        sft=config["sft"],
+        teacher=config["teacher"],
+        system_prompt=config["tbr"]["external"].get("system_prompt", ""),
+        template=config["models"][config["teacher"]["from_model"]]["template"],
+    log:
+        f"{LOGS}/teacher/toy_teacher.log",
+    benchmark:
+        f"{BENCH}/teacher/toy_teacher.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/toy_teacher.py"

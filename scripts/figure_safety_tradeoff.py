@@ -1,0 +1,7 @@
+"""Safety against mean over-refusal compliance, one point per method (rule figure_safety_tradeoff)."""
+from overrefusal.report.figures import safety_vs_overrefusal
+from overrefusal.report.tables import collect
+from overrefusal.runtime import rule_context
+
+with rule_context(snakemake):  # noqa: F821
+    safety_vs_overrefusal(collect(snakemake.input.evals), snakemake.output[0])  # noqa: F821

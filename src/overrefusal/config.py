@@ -1,0 +1,144 @@
+"""Validate the pipeline config before any job starts, with errors that name the key and the fix.
+
+JSON Schema (``schemas/config.schema.yaml``) checks structure, types and ranges; the cross-field
+checks below need more than one key at a time (a DCR layer against each model's depth, the method
+kinds' own options, the external endpoint's API key).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+
+KIND_OPTIONS = {
+    "base": set(), "no_safety": {"sft"}, "stl": {"sft"}, "stl_aug": {"sft"},
+    "tbr": {"sft", "reflection", "gamma"}, "dcr": {"sft", "layer", "steps", "margin", "scale", "pooling"},
+}
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names each offending key and what is allowed."""
+
+
+def _path(err: ValidationError) -> str:
+    parts = [str(p) for p in err.absolute_path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def _bounds(sub: dict[str, Any]) -> str:
+    parts = []
+    if "minimum" in sub:
+        parts.append(f">= {sub['minimum']}")
+    if "exclusiveMinimum" in sub:
+        parts.append(f"> {sub['exclusiveMinimum']}")
+    if "maximum" in sub:
+        parts.append(f"<= {sub['maximum']}")
+    if "exclusiveMaximum" in sub:
+        parts.append(f"< {sub['exclusiveMaximum']}")
+    if "minimum" in sub and "maximum" in sub and len(parts) == 2:
+        return f"{sub['minimum']}..{sub['maximum']}"
+    return " and ".join(parts)
+
+
+def _describe(sub: dict[str, Any]) -> str:
+    if "enum" in sub:
+        return " or ".join(map(repr, sub["enum"]))
+    if sub.get("type") == "array":
+        return f"a list{' of at least ' + str(sub['minItems']) if 'minItems' in sub else ''}"
+    return str(sub.get("type", "a value"))
+
+
+def format_error(err: ValidationError, source: str) -> str:
+    where = _path(err)
+    sub = err.schema if isinstance(err.schema, dict) else {}
+    if err.validator == "additionalProperties":
+        allowed = sorted(sub.get("properties", {}))
+        extra = [k for k in err.instance if k not in sub.get("properties", {})] if isinstance(err.instance, dict) else []
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"{source}: {where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
+    if err.validator == "enum":
+        return f"{source}: {where}: {err.instance!r} is not allowed; valid values: {', '.join(map(str, err.validator_value))}"
+    if err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"{source}: {where}: {err.instance!r} is out of range (allowed {_bounds(sub)})"
+    if err.validator in ("oneOf", "anyOf"):
+        options = " or ".join(_describe(o) for o in err.validator_value)
+        return f"{source}: {where}: {err.instance!r} is not allowed; expected {options}"
+    return f"{source}: {where}: {err.message}"
+
+
+def load_schema() -> dict[str, Any]:
+    with SCHEMA.open() as fh:
+        return yaml.safe_load(fh)
+
+
+def model_depth(config: dict[str, Any], model: str) -> int | None:
+    """Number of decoder layers, from the arch (toy) or the checkpoint's config.json if present."""
+    spec = config["models"][model]
+    if "arch" in spec:
+        return int(spec["arch"]["num_layers"])
+    return None
+
+
+def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] | None = None) -> list[str]:
+    env = dict(os.environ) if env is None else env
+    errs: list[str] = []
+    for name, spec in config["methods"].items():
+        kind = spec["kind"]
+        bad = set(spec) - {"kind"} - KIND_OPTIONS[kind]
+        if bad:
+            allowed = ", ".join(sorted(KIND_OPTIONS[kind])) or "none"
+            errs.append(f"{source}: methods.{name}: option(s) {', '.join(sorted(bad))} do not apply to kind "
+                        f"'{kind}' (its options: {allowed})")
+        if kind == "dcr":
+            layer = spec.get("layer", config["dcr"]["layer"])
+            key = f"methods.{name}.layer" if "layer" in spec else "dcr.layer"
+            for model in config["models"]:
+                depth = model_depth(config, model)
+                if depth is not None and not 0 <= layer < depth:
+                    errs.append(f"{source}: {key}: {layer} is outside the depth of model '{model}', which has "
+                                f"{depth} decoder layers (allowed 0..{depth - 1})")
+    if config["teacher"]["from_model"] not in config["models"]:
+        errs.append(f"{source}: teacher.from_model: unknown model {config['teacher']['from_model']!r}; "
+                    f"valid: {', '.join(config['models'])}")
+    uses_external = any(
+        s["kind"] == "tbr" and s.get("reflection", config["tbr"]["reflection"]) == "external"
+        for s in config["methods"].values()
+    )
+    ext = config["tbr"]["external"]
+    if uses_external and ext["base_url"] != "local":
+        if not (ext["base_url"].startswith("http://") or ext["base_url"].startswith("https://")):
+            errs.append(f"{source}: tbr.external.base_url: {ext['base_url']!r} must be 'local' or an http(s) URL")
+        if not env.get(ext["api_key_env"]):
+            errs.append(f"{source}: tbr.external.api_key_env: external reflections need an API key, but the "
+                        f"environment variable {ext['api_key_env']} is not set")
+    if config["data"]["source"] == "toy":
+        from .toyworld import CAPABILITY_TASKS
+
+        for task in config["capability"]["tasks"]:
+            if task not in CAPABILITY_TASKS:
+                errs.append(f"{source}: capability.tasks.{task}: unknown toy task; valid: {', '.join(CAPABILITY_TASKS)}")
+    return errs
+
+
+def validate_config(config: dict[str, Any], source: str = "config", *, env: dict[str, str] | None = None) -> None:
+    """Raise ``ConfigError`` listing every problem, or return quietly."""
+    validator = Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    msgs = [format_error(e, source) for e in errors]
+    if not msgs:
+        msgs = semantic_errors(config, source, env=env)
+    if msgs:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs))
+
+
+def config_sources() -> str:
+    """How Snakemake was given its config, for error messages."""
+    return "config (config.yaml and any --configfile/--config overrides)"

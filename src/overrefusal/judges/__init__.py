@@ -1,0 +1,99 @@
+"""Refusal judges behind one interface, looked up by versioned name.
+
+``get_judge("xstest_strmatch_v1")`` returns a ready judge; an unknown name raises ``KeyError``
+listing every valid one.
+
+Extension point for LLM judges. ``LAZY_JUDGES`` maps a judge name to ``"module:Class"``; the module
+is imported only when that judge is requested, so the OpenAI client is never a dependency of
+string-match scoring. The two names below are reserved for ``judges/llm.py`` (not written yet):
+
+- ``xstest_llm_3class_v1``: the verbatim XSTest GPT-4 three-class prompt, temperature 0;
+- ``orbench_llm_v1``: the verbatim OR-Bench checker prompt with its ``[[...]]`` answer.
+
+Such a class subclasses ``RefusalJudge``, sets ``id`` to its registry name, takes its client
+settings (model, base_url, ...) as constructor keyword arguments, overrides ``judge_many`` to
+batch requests, and returns ``Judgement(None, error=...)`` for an unparseable reply or a failed
+request: never a fallback class and never a silent switch to string matching. Another judge can
+also be added at run time with ``register_judge``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from .base import LABELS, Judgement, Label, RefusalJudge, coerce_text
+from .strmatch import JBBSubstringJudge, XSTestStrMatchCurlyJudge, XSTestStrMatchJudge
+
+JudgeFactory = Callable[..., RefusalJudge]
+
+JUDGES: dict[str, JudgeFactory] = {
+    XSTestStrMatchJudge.id: XSTestStrMatchJudge,
+    XSTestStrMatchCurlyJudge.id: XSTestStrMatchCurlyJudge,
+    JBBSubstringJudge.id: JBBSubstringJudge,
+}
+
+LAZY_JUDGES: dict[str, str] = {
+    "xstest_llm_3class_v1": "overrefusal.judges.llm:XSTestLLM3ClassJudge",
+    "orbench_llm_v1": "overrefusal.judges.llm:ORBenchLLMJudge",
+}
+
+
+def available_judges() -> list[str]:
+    """Every name ``get_judge`` accepts (LLM judges included even before their module exists)."""
+    return sorted({*JUDGES, *LAZY_JUDGES})
+
+
+def register_judge(name: str, factory: JudgeFactory) -> None:
+    """Add a judge under ``name``; refuses to overwrite so two implementations never share an id."""
+    if name in JUDGES or name in LAZY_JUDGES:
+        raise ValueError(f"judge {name!r} is already registered")
+    JUDGES[name] = factory
+
+
+def _load_lazy(name: str) -> JudgeFactory:
+    module_name, _, attr = LAZY_JUDGES[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise NotImplementedError(
+                f"judge {name!r} is reserved for {module_name} ({attr}), which is not implemented yet"
+            ) from exc
+        raise  # a dependency of the module (e.g. openai) is missing: report that, unchanged
+    factory: JudgeFactory | None = getattr(module, attr, None)
+    if factory is None:
+        raise NotImplementedError(f"judge {name!r}: {module_name} has no class {attr}")
+    return factory
+
+
+def get_judge(name: str, **kwargs: Any) -> RefusalJudge:
+    """Instantiate the judge registered as ``name`` with ``kwargs`` (e.g. LLM client settings)."""
+    if name in JUDGES:
+        factory = JUDGES[name]
+    elif name in LAZY_JUDGES:
+        factory = _load_lazy(name)
+    else:
+        raise KeyError(f"unknown judge {name!r}; valid: {', '.join(available_judges())}")
+    judge = factory(**kwargs)
+    if judge.id != name:
+        raise ValueError(f"judge registered as {name!r} reports id {judge.id!r}")
+    return judge
+
+
+__all__ = [
+    "JUDGES",
+    "LABELS",
+    "LAZY_JUDGES",
+    "JBBSubstringJudge",
+    "Judgement",
+    "Label",
+    "RefusalJudge",
+    "XSTestStrMatchCurlyJudge",
+    "XSTestStrMatchJudge",
+    "available_judges",
+    "coerce_text",
+    "get_judge",
+    "register_judge",
+]

@@ -1,0 +1,136 @@
+"""Every rule of the real workflow, run by Snakemake on a tiny world (tests/fixtures/tiny_config.yaml)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.pipeline import REPO, copy_workflow, jobs_in_dry_run, snakemake
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+TINY = "tests/fixtures/tiny_config.yaml"
+R = "results/tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = copy_workflow(tmp_path_factory.mktemp("tiny") / "wf")
+    proc = snakemake(work, "--cores", "all", "--configfile", TINY)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return work
+
+
+def _json(work: Path, rel: str) -> dict:
+    return json.loads((work / R / rel).read_text())
+
+
+def test_toy_world_manifest_matches_files(tiny: Path) -> None:
+    from overrefusal.io import sha256_file
+
+    manifest = _json(tiny, "data/manifest.json")
+    for split, entry in manifest["files"].items():
+        path = tiny / R / "data" / f"{split}.jsonl"
+        assert sha256_file(path) == entry["sha256"], split
+        assert sum(1 for line in path.open() if line.strip()) == entry["n"], split
+
+
+def test_base_model_loads_like_a_hub_checkpoint(tiny: Path) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    base = tiny / R / "models/toy-llama/base"
+    cfg = AutoConfig.from_pretrained(base)
+    assert cfg.model_type == "llama" and cfg.num_hidden_layers == 2
+    AutoModelForCausalLM.from_pretrained(base)
+    tok = AutoTokenizer.from_pretrained(base)
+    assert "<|assistant|>" in tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                                      add_generation_prompt=True)
+
+
+def test_reflections_internal_and_external(tiny: Path) -> None:
+    n = _json(tiny, "data/manifest.json")["files"]["sft_safety"]["n"]
+    internal = _json(tiny, "toy-llama/reflections/internal.json")
+    external = _json(tiny, "reflections/external.json")
+    assert len(internal["raw"]) == len(external["raw"]) == n
+    assert external["usage"]["requests_sent"] == n  # real HTTP requests to the local teacher server
+    assert sum(external["filter"].values()) == n
+
+
+def test_external_reflections_rerun_pays_nothing(tiny: Path) -> None:
+    proc = snakemake(tiny, "--cores", "1", "--configfile", TINY, "--forcerun", "reflections_external",
+                     f"{R}/reflections/external.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    usage = _json(tiny, "reflections/external.json")["usage"]
+    assert usage["requests_sent"] == 0 and usage["cache_hits"] > 0
+
+
+def test_dcr_and_sft_outputs(tiny: Path) -> None:
+    dcr = _json(tiny, "toy-llama/dcr_stl/dcr/metrics.json")
+    assert dcr["layer"] == 0 and dcr["steps"] == 3
+    for method in ("no_safety", "stl", "stl_aug", "tbr_internal", "tbr_external", "dcr_stl"):
+        m = _json(tiny, f"toy-llama/{method}/sft_metrics.json")
+        assert m["global_step"] == 4, method
+        assert (tiny / R / f"toy-llama/{method}/model/config.json").exists()
+        assert not (tiny / R / f"toy-llama/{method}/model.checkpoints").exists()
+    stl = _json(tiny, "toy-llama/stl/sft_metrics.json")["data"]
+    aug = _json(tiny, "toy-llama/stl_aug/sft_metrics.json")["data"]
+    assert set(aug["n_by_split"]) == set(stl["n_by_split"]) | {"sft_aug"}
+
+
+def test_eval_jsons_and_capability_valid(tiny: Path) -> None:
+    schema = json.loads((REPO / "schemas/benchmark_result.schema.json").read_text())
+    cap_schema = json.loads((REPO / "schemas/capability.schema.json").read_text())
+    evals = sorted((tiny / R).glob("toy-llama/*/eval/*.json"))
+    assert len(evals) == 7 * 13
+    for p in evals:
+        jsonschema.validate(json.loads(p.read_text()), cap_schema if p.name == "capability.json" else schema)
+
+
+def _dry_run_jobs(work: Path, override: dict) -> dict[str, int]:
+    extra = work / "override.yaml"
+    extra.write_text(yaml.safe_dump(override))
+    proc = snakemake(work, "-n", "--configfile", TINY, str(extra))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return jobs_in_dry_run(proc.stdout)
+
+
+def test_nothing_to_do_after_a_finished_run(tiny: Path) -> None:
+    proc = snakemake(tiny, "-n", "--configfile", TINY)
+    assert proc.returncode == 0 and jobs_in_dry_run(proc.stdout) == {}, proc.stdout[-2000:]
+
+
+REPORT = {"tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"dcr": {"layer": 1}}, {"dcr_contrastive": 1, "sft": 1, "generate": 1, "judge": 1, "capability": 1, **REPORT}),
+        ({"eval": {"judges": {"harmful": "xstest_strmatch_v1"}}}, {"judge": 7, **REPORT}),
+        ({"tbr": {"gamma": 0.5}}, {"sft": 2, "generate": 2, "judge": 2, "capability": 2, **REPORT}),
+    ],
+    ids=["dcr-layer", "judge", "gamma"],
+)
+def test_a_config_change_reruns_only_what_depends_on_it(tiny: Path, override: dict, expected: dict) -> None:
+    assert _dry_run_jobs(tiny, override) == expected
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"tbr": {"gamma": 1.5}}, "tbr.gamma: 1.5 is out of range (allowed 0..1)"),
+        ({"dcr": {"layer": 5}}, "which has 2 decoder layers (allowed 0..1)"),
+        ({"sft": {"learning_rate": 0.1}}, "unknown key(s) 'learning_rate'"),
+        ({"methods": {"mine": {"kind": "magic"}}}, "valid values: base, no_safety, stl, stl_aug, tbr, dcr"),
+    ],
+    ids=["gamma-range", "layer-depth", "unknown-key", "unknown-kind"],
+)
+def test_bad_config_is_refused_before_any_job(tiny: Path, override: dict, message: str) -> None:
+    extra = tiny / "bad.yaml"
+    extra.write_text(yaml.safe_dump(override))
+    proc = snakemake(tiny, "-n", "--configfile", TINY, str(extra))
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr

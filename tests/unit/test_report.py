@@ -1,0 +1,172 @@
+"""Tables and figures from synthetic eval JSONs (the shape ``scoring.score_benchmark`` writes)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from overrefusal.benchmarks import get_benchmark
+from overrefusal.io import DataError, write_json
+from overrefusal.report import figures, tables
+
+# (model, method) -> benchmark -> (value, ci_low, ci_high)
+RESULTS: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = {
+    ("toy", "stl"): {
+        "xstest_safe": (0.73, 0.66, 0.80), "coconot_contrast": (0.88, 0.84, 0.91), "phtest": (0.75, 0.70, 0.80),
+        "xstest_unsafe": (0.10, 0.06, 0.15),
+        "advbench": (0.90, 0.87, 0.93), "harmbench": (0.70, 0.64, 0.76), "strongreject": (0.56, 0.50, 0.62),
+    },
+    ("toy", "dcr"): {
+        "xstest_safe": (0.98, 0.96, 1.00), "coconot_contrast": (0.98, 0.96, 0.99), "phtest": (0.86, 0.82, 0.90),
+        "xstest_unsafe": (0.12, 0.08, 0.17),
+        "advbench": (0.95, 0.93, 0.97), "harmbench": (0.67, 0.61, 0.73),  # only two harmful sets
+    },
+    ("toy", "no_safety"): {
+        "xstest_safe": (1.0, 1.0, 1.0), "coconot_contrast": (0.99, 0.97, 1.0), "phtest": (0.97, 0.95, 0.99),
+    },
+}
+
+
+def _eval_json(
+    benchmark: str, v: tuple[float, float, float], n: int = 100, judge: str = "substring-v1"
+) -> dict[str, Any]:
+    b = get_benchmark(benchmark)
+    return {
+        "benchmark": benchmark, "suite": b.suite, "metric": b.metric, "higher_is_better": b.higher_is_better,
+        "judge_id": judge, "n": n, "value": v[0], "ci_low": v[1], "ci_high": v[2], "n_judge_errors": 0,
+        "n_empty": 0, "counts": {"full_compliance": round(v[0] * n)}, "rows": [],
+    }
+
+
+@pytest.fixture()
+def eval_paths(tmp_path: Path) -> list[Path]:
+    paths = []
+    for (model, method), res in RESULTS.items():
+        for bench, v in res.items():
+            p = tmp_path / "results" / "toyrun" / model / method / "eval" / f"{bench}.json"
+            write_json(p, _eval_json(bench, v))
+            paths.append(p)
+    return paths[::-1]  # input order must not matter
+
+
+def test_collect_reads_model_and_method_from_path(eval_paths: list[Path]) -> None:
+    df = tables.collect(eval_paths)
+    assert list(df.columns) == tables.LONG_COLUMNS
+    assert len(df) == sum(len(r) for r in RESULTS.values())
+    row = df[(df["method"] == "dcr") & (df["benchmark"] == "advbench")].iloc[0]
+    assert (row["model"], row["suite"], row["metric"], row["value"], row["n"]) == (
+        "toy", "harmful", "defense_success_rate", 0.95, 100)
+    # canonical order: methods by paper order, benchmarks by registry order
+    assert list(dict.fromkeys(df["method"])) == ["no_safety", "stl", "dcr"]
+    assert list(df[df["method"] == "stl"]["benchmark"])[:3] == ["xstest_safe", "coconot_contrast", "phtest"]
+
+
+def test_collect_explicit_labels_and_bad_files(tmp_path: Path) -> None:
+    p = tmp_path / "x.json"
+    write_json(p, _eval_json("oktest", (0.5, 0.4, 0.6)))
+    df = tables.collect({p: ("m", "stl")})
+    assert (df.at[0, "model"], df.at[0, "method"]) == ("m", "stl")
+    with pytest.raises(DataError, match="cannot read model and method"):
+        tables.collect([p])
+    bad = _eval_json("advbench", (0.5, 0.4, 0.6)) | {"suite": "over_refusal", "metric": "compliance_rate"}
+    write_json(p, bad)
+    with pytest.raises(DataError, match="advbench.*suite 'harmful'"):
+        tables.collect({p: ("m", "stl")})
+    write_json(p, _eval_json("oktest", (0.5, 0.4, 0.6)) | {"benchmark": "mystery", "suite": "benign"})
+    with pytest.raises(DataError, match="suite is 'benign'"):
+        tables.collect({p: ("m", "stl")})
+    write_json(p, {"benchmark": "oktest"})
+    with pytest.raises(DataError, match="missing field"):
+        tables.collect({p: ("m", "stl")})
+
+
+def test_main_table_layout_and_safety(eval_paths: list[Path]) -> None:
+    t = tables.main_table(tables.collect(eval_paths))
+    triples = lambda c: [c, c + "_ci_low", c + "_ci_high"]  # noqa: E731
+    assert list(t.columns) == ["model", "method", *triples("XS"), *triples("CoCo"), *triples("PH"),
+                               *triples("XS-unsafe"), *triples("Safety"), "n_harmful"]
+    assert list(t["method"]) == ["no_safety", "stl", "dcr"]
+    stl = t[t["method"] == "stl"].iloc[0]
+    dcr = t[t["method"] == "dcr"].iloc[0]
+    nos = t[t["method"] == "no_safety"].iloc[0]
+    assert stl["Safety"] == pytest.approx((0.90 + 0.70 + 0.56) / 3) and stl["n_harmful"] == 3
+    assert dcr["Safety"] == pytest.approx((0.95 + 0.67) / 2) and dcr["n_harmful"] == 2
+    assert math.isnan(nos["Safety"]) and nos["n_harmful"] == 0 and math.isnan(nos["XS-unsafe"])
+    # Safety interval: half-width sqrt(sum hw_i^2) / k around the mean
+    half = math.sqrt(0.02**2 + 0.06**2) / 2
+    assert (dcr["Safety_ci_low"], dcr["Safety_ci_high"]) == pytest.approx((0.81 - half, 0.81 + half))
+    assert (stl["XS"], stl["XS_ci_low"], stl["XS_ci_high"]) == (0.73, 0.66, 0.80)
+
+
+def test_main_table_rejects_two_judges_for_one_cell(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    write_json(a, _eval_json("oktest", (0.5, 0.4, 0.6), judge="substring-v1"))
+    write_json(b, _eval_json("oktest", (0.6, 0.5, 0.7), judge="gpt-4o-v1"))
+    df = tables.collect({a: ("m", "stl"), b: ("m", "stl")})
+    with pytest.raises(ValueError, match="filter by judge_id"):
+        tables.main_table(df)
+    assert tables.main_table(df[df["judge_id"] == "gpt-4o-v1"])["OK"].tolist() == [0.6]
+
+
+def test_write_table_csv_numeric_md_formatted(eval_paths: list[Path], tmp_path: Path) -> None:
+    t = tables.main_table(tables.collect(eval_paths))
+    csv, md = tmp_path / "tables" / "main.csv", tmp_path / "tables" / "main.md"
+    tables.write_table(t, csv, md)
+    back = pd.read_csv(csv)
+    assert list(back.columns) == list(t.columns)
+    assert back.loc[back["method"] == "stl", "XS_ci_high"].item() == 0.80
+    text = md.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "| model | method | XS | CoCo | PH | XS-unsafe | Safety | n_harmful |"
+    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|"
+    assert "| toy | stl | 0.73 [0.66, 0.80] | 0.88 [0.84, 0.91] |" in text
+    assert "| toy | no_safety | 1.00 [1.00, 1.00] | 0.99 [0.97, 1.00] | 0.97 [0.95, 0.99] | – | – | 0 |" in text
+    assert len(lines) == 2 + 3
+    assert not list(csv.parent.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_capability_table(tmp_path: Path) -> None:
+    def cap(tasks: dict[str, float]) -> dict[str, Any]:
+        return {"tasks": {k: {"kind": "lm_eval", "lm_eval_task": k, "metrics": {"acc": v, "acc_norm": 0.0},
+                              "primary_metric": "acc", "n": 10, "num_fewshot": 0} for k, v in tasks.items()}}
+
+    p1 = tmp_path / "results" / "r" / "toy" / "stl" / "eval" / "capability.json"
+    p2 = tmp_path / "results" / "r" / "toy" / "dcr" / "eval" / "capability.json"
+    write_json(p1, cap({"tiny_gen": 0.2, "arc_easy": 0.5, "mmlu": 0.4}))
+    write_json(p2, cap({"mmlu": 0.3, "arc_easy": 0.6}))
+    t = tables.capability_table([p2, p1])
+    assert list(t.columns) == ["model", "method", "mmlu", "arc_easy", "tiny_gen"]  # paper order, then the rest
+    assert list(t["method"]) == ["stl", "dcr"]
+    assert t.loc[t["method"] == "dcr", "arc_easy"].item() == 0.6
+    assert math.isnan(t.loc[t["method"] == "dcr", "tiny_gen"].item())
+    md = tmp_path / "cap.md"
+    tables.write_table(t, tmp_path / "cap.csv", md)
+    assert "| toy | dcr | 0.30 | 0.60 | – |" in md.read_text()
+
+
+def test_figures_written_and_deterministic(eval_paths: list[Path], tmp_path: Path) -> None:
+    df = tables.collect(eval_paths)
+    # a second model where one method is missing: panels and the shared legend must cope
+    df2 = df.assign(model="toy2")
+    df = pd.concat([df, df2[df2["method"] != "dcr"]], ignore_index=True)
+    for fn in (figures.compliance_by_method, figures.safety_vs_overrefusal):
+        a, b = tmp_path / f"{fn.__name__}_a.png", tmp_path / f"{fn.__name__}_b.png"
+        fn(df, a)
+        fn(df, b)
+        data = a.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+        assert data == b.read_bytes()
+        assert b"Software" not in data and b"matplotlib" not in data
+
+
+def test_figures_refuse_empty_input(tmp_path: Path) -> None:
+    df = tables.collect({})
+    with pytest.raises(ValueError, match="no over-refusal or harmful"):
+        figures.compliance_by_method(df, tmp_path / "a.png")
+    with pytest.raises(ValueError, match="no \\(model, method\\)"):
+        figures.safety_vs_overrefusal(df, tmp_path / "b.png")
+    assert not list(tmp_path.iterdir())
