@@ -134,3 +134,19 @@ def test_bad_config_is_refused_before_any_job(tiny: Path, override: dict, messag
     proc = snakemake(tiny, "-n", "--configfile", TINY, str(extra))
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+def test_failed_job_leaves_no_output_and_names_file_and_line(tmp_path: Path) -> None:
+    work = copy_workflow(tmp_path / "wf")
+    proc = snakemake(work, "--cores", "1", "--configfile", TINY, f"{R}/data/manifest.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    corpus = work / R / "data/pretrain.jsonl"
+    n_lines = sum(1 for _ in corpus.open())
+    with corpus.open("a") as fh:
+        fh.write('{"text": "truncated\n')
+    proc = snakemake(work, "--cores", "1", "--configfile", TINY, f"{R}/models/toy-llama/base")
+    assert proc.returncode != 0
+    assert not (work / R / "models/toy-llama/base").exists()
+    assert not list((work / R / "models/toy-llama").glob(".base.tmp-*"))
+    log = (work / "logs/tiny/toy-llama/pretrain_base.log").read_text()
+    assert f"pretrain.jsonl: line {n_lines + 1}: invalid JSON" in log

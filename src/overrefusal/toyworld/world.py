@@ -26,7 +26,7 @@ EVAL_SHAPES: dict[str, tuple[str, str]] = {
     "maliciousinstruct": ("maliciousinstruct", "toxic"),
     "strongreject": ("strongreject", "toxic"),
 }
-CAPABILITY_TASKS = ("toy_facts_mc", "toy_arith")
+CAPABILITY_TASKS = ("toy_facts_mc", "toy_arith", "toy_words")
 
 
 def _record(item: Item, split: str, i: int, response: str | None = None) -> dict[str, Any]:
@@ -116,7 +116,8 @@ def build_world(cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
     countries = list(L.COUNTRIES)
     arith_eval = _capability_arith(rng, cfg["capability_per_task"])
-    held_out_questions = {a["question"] for a in arith_eval}
+    words_eval = _capability_words(rng, cfg["capability_per_task"])
+    held_out_questions = {a["question"] for a in arith_eval + words_eval}
     general = _general(rng, cfg["sft_general"], held_out_questions, "sft_general requests")
 
     out["sft_general"] = [_record(it, "general", i, comply(it, rng)) for i, it in enumerate(general)]
@@ -137,6 +138,7 @@ def build_world(cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     # ---- capability tasks (lm-eval local tasks)
     out["capability/toy_facts_mc"] = _capability_facts()
     out["capability/toy_arith"] = arith_eval
+    out["capability/toy_words"] = words_eval
 
     # ---- pretraining corpus: an unaligned assistant + world knowledge + careful (reflecting) dialogues
     every = _dedup(
@@ -185,3 +187,10 @@ def _capability_arith(rng: random.Random, n: int) -> list[dict[str, Any]]:
     chosen = rng.sample(pairs, n)
     return [{"id": f"arith-{i:03d}", "question": f"what is {a} plus {b} ?", "answer": f"{a} plus {b} is {a + b} ."}
             for i, (a, b) in enumerate(chosen)]
+
+
+def _capability_words(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """First word of an unseen word list: a list operation the model can only do by generalising."""
+    triples = sorted({(a, b, c) for a in L.WORDS for b in L.WORDS for c in L.WORDS if len({a, b, c}) == 3})
+    return [{"id": f"words-{i:03d}", "question": f"what is the first word in : {a} {b} {c} ?",
+             "answer": f"the first word is {a} ."} for i, (a, b, c) in enumerate(rng.sample(triples, n))]
