@@ -10,15 +10,18 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/real_data.smk"
 include: "rules/model.smk"
 include: "rules/reflect.smk"
 include: "rules/dcr.smk"
 include: "rules/align.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/tracking.smk"
 
 
 rule all:
     input:
         get_final_outputs(),
+        get_real_data_outputs(),
     default_target: True

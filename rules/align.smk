@@ -1,16 +1,22 @@
 # Safety SFT with TRL's SFTTrainer, one run per {model} x {method}: no-safety, STL, STL-aug,
 # TBR (reflections before refusals on a proportion gamma) and DCR (STL from the DCR checkpoint).
+# Refusal log-odds on three probe sets are tracked during training (tracking.json; rules/tracking.smk).
+# Checkpoints go to the sibling <model>.checkpoints, which a killed job leaves behind: the rerun
+# (--rerun-incomplete) resumes from the newest complete one.
 
 
 rule sft:
     input:
         unpack(get_sft_inputs),
+        unpack(get_tracking_inputs),
     output:
         model=directory(f"{RESULTS}/{{model}}/{{trained}}/model"),
         metrics=f"{RESULTS}/{{model}}/{{trained}}/sft_metrics.json",
+        tracking=f"{RESULTS}/{{model}}/{{trained}}/tracking.json",
     params:
         method=params_of,
         template=get_template,
+        tracking=config["tracking"],
     log:
         f"{LOGS}/{{model}}/{{trained}}/sft.log",
     benchmark:

@@ -121,7 +121,14 @@ def get_final_outputs(wildcards=None):
         f"{RESULTS}/tables/capability.md",
         f"{RESULTS}/figures/compliance_by_method.png",
         f"{RESULTS}/figures/safety_vs_overrefusal.png",
+        *([f"{RESULTS}/figures/refusal_dynamics.png"] if config["tracking"]["enabled"] and TRAINED_METHODS else []),
+        *get_judge_and_winrate_outputs(),
     ]
+
+
+def get_reflection_params():
+    """What writing reflections depends on: not gamma or the per-method choice, which only SFT uses."""
+    return {k: v for k, v in config["tbr"].items() if k not in ("gamma", "reflection")}
 
 
 def get_external_teacher(wildcards):
@@ -129,3 +136,141 @@ def get_external_teacher(wildcards):
     if config["tbr"]["external"]["base_url"] == "local":
         return {"teacher": f"{RESULTS}/models/teacher/model"}
     return {}
+
+
+# ---- LLM judges, judge validation and helpfulness win rate ----
+from overrefusal.judges import is_llm_judge
+from overrefusal.judge_validation import COMPLETIONS_GLOB, DEFAULT_JUDGES as VALIDATED_JUDGES
+
+LLM_JUDGES_USED = sorted({j for j in config["eval"]["judges"].values() if is_llm_judge(j)})
+# The judge rule gets the endpoint (and cache) only when an LLM judge is named, so string-match
+# runs keep exactly their params and are not rerun when eval.llm_judge changes.
+JUDGE_LLM_PARAMS = (
+    {"llm_judge": config["eval"]["llm_judge"], "cache_dir": f"{RESULTS}/cache/llm"} if LLM_JUDGES_USED else {}
+)
+# What generation depends on, and nothing else from eval: (judges, bootstrap, llm_judge).
+GENERATION_PARAMS = {k: config["eval"][k] for k in ("max_new_tokens", "batch_size")}
+RAW_DIR = config["data"].get("raw_dir")
+WINRATE = config.get("winrate") or {"enabled": False, "prompts": []}
+WINRATE_REFERENCE = WINRATE.get("reference") or "NONE"
+WINRATE_METHODS = [m for m in METHODS if m != WINRATE_REFERENCE]
+WINRATE_PROMPTS = [f"{RESULTS}/data/{p}.jsonl" for p in WINRATE.get("prompts", [])]
+
+
+wildcard_constraints:
+    compared="|".join(WINRATE_METHODS) or "NONE",
+
+
+def get_winrate_jsons(wildcards=None):
+    return [f"{RESULTS}/{model}/{method}/helpfulness/winrate.json" for model in MODELS for method in WINRATE_METHODS]
+
+
+def get_judge_validation_data(wildcards=None):
+    """XSTest's human-labelled completions under data.raw_dir (nothing when it is null)."""
+    from pathlib import Path
+
+    return sorted(str(p) for p in Path(RAW_DIR).glob(COMPLETIONS_GLOB)) if RAW_DIR else []
+
+
+def get_judge_and_winrate_outputs(wildcards=None):
+    out = []
+    if WINRATE.get("enabled") and WINRATE_METHODS:
+        out += [f"{RESULTS}/tables/winrate.csv", f"{RESULTS}/tables/winrate.md"]
+    if RAW_DIR:
+        out += [f"{RESULTS}/tables/judge_agreement.csv", f"{RESULTS}/tables/judge_agreement.md"]
+    return out
+
+
+# ---- Refusal-probability tracking (rules sft, dcr_contrastive; figure in rules/tracking.smk) ----
+TRACKING = config["tracking"]
+
+
+def get_tracking_inputs(wildcards):
+    """Probe-set files and the safety refusals the refusal tokens come from (none when tracking is off)."""
+    if not TRACKING["enabled"]:
+        return {}
+    probes = TRACKING["probes"]
+    return {
+        "probe_seemingly_toxic": f"{RESULTS}/data/eval/{probes['seemingly_toxic']}.jsonl",
+        "probe_toxic": f"{RESULTS}/data/eval/{probes['toxic']}.jsonl",
+        "probe_general": (f"{RESULTS}/data/general_heldout.jsonl" if probes["general"] == "general_heldout"
+                          else f"{RESULTS}/data/capability/{probes['general']}.jsonl"),
+        "refusals": f"{RESULTS}/data/sft_safety.jsonl",
+    }
+
+
+def get_tracking_jsons(wildcards=None):
+    """Every tracking.json: SFT for each trained method, plus DCR's contrastive stage."""
+    sft = [f"{RESULTS}/{model}/{method}/tracking.json" for model in MODELS for method in TRAINED_METHODS]
+    dcr = [f"{RESULTS}/{model}/{method}/dcr/tracking.json" for model in MODELS for method in DCR_METHODS]
+    return sft + dcr
+
+
+# ---- Real data (data.source: real; rules in rules/real_data.smk) ----
+from overrefusal.data.plan import plan as plan_real_data
+
+REAL = config["data"].get("real") if config["data"]["source"] == "real" else None
+REAL_PLAN = plan_real_data(REAL, config["data"].get("raw_dir"), EVAL_BENCHMARKS) if REAL else None
+REAL_STAGE = {k: (REAL or {}).get(k, d) for k, d in
+              [("download", False), ("download_dir", None), ("pins", {}), ("allow_unpinned", False),
+               ("github_mirror", None)]}
+REAL_EVAL = {k: REAL[k] for k in ("xstest_heldout", "harmbench_functional") if REAL and k in REAL}
+# Benchmarks whose source can be had: the leakage check covers these; the others are named as missing.
+REAL_CHECKED = [b for b in EVAL_BENCHMARKS if REAL and REAL_PLAN["benchmarks"][b] not in REAL_PLAN["missing"]]
+REAL_UNCHECKED = [b for b in EVAL_BENCHMARKS if REAL and b not in REAL_CHECKED]
+# The toy world's synthetic capability tasks stay configured (a --configfile merge cannot drop them).
+REAL_TOY_CAPABILITY = [t for t in CAPABILITY_TASKS if REAL and t in config["capability"]["tasks"]]
+
+
+def get_real_data_outputs(wildcards=None):
+    """The data card and the leakage table (part of `all` for real data)."""
+    if REAL is None:
+        return []
+    return [
+        f"{RESULTS}/data/data_card.md",
+        f"{RESULTS}/data/data_card.json",
+        f"{RESULTS}/tables/leakage.csv",
+        f"{RESULTS}/tables/leakage.md",
+    ]
+
+
+def staged_json(source):
+    return f"{RESULTS}/data/staged/{source}.json"
+
+
+def get_stage_inputs(wildcards):
+    """The local files of a source (so a changed mirror file reruns its staging); none to download."""
+    from pathlib import Path
+
+    from overrefusal.data.registry import get_source
+
+    roots = [Path(d) for d in (config["data"].get("raw_dir"), REAL_STAGE["download_dir"]) if d]
+    found = []
+    for f in get_source(wildcards.real_source).files:
+        if f.glob:
+            found += next((sorted(map(str, r.glob(f.path))) for r in roots if list(r.glob(f.path))), [])
+        else:
+            found += next(([str(r / f.path)] for r in roots if (r / f.path).is_file()), [])
+    return found
+
+
+def get_eval_staged(wildcards):
+    return staged_json(REAL_PLAN["benchmarks"][wildcards.benchmark])
+
+
+def get_real_split_inputs(wildcards):
+    from overrefusal.data.plan import source_of
+
+    staged = sorted({source_of(s["source"])[0] for s in REAL_PLAN["splits"].values()} | set(REAL_PLAN["capability"]))
+    return {
+        "staged": [staged_json(s) for s in staged],
+        "evals": [f"{RESULTS}/data/eval/{b}.jsonl" for b in REAL_CHECKED],
+    }
+
+
+def get_real_card_inputs(wildcards):
+    return {
+        "manifest": f"{RESULTS}/data/manifest.json",
+        "staged": [staged_json(s) for s in REAL_PLAN["stage"] if s not in REAL_PLAN["missing"]],
+        "reports": [f"{RESULTS}/data/reports/eval_{b}.json" for b in REAL_CHECKED],
+    }

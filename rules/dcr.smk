@@ -1,17 +1,21 @@
 # DCR's contrastive refinement: Circle loss on the layer-l representation of seemingly toxic vs
-# toxic prompts, forward truncated at l, later layers frozen, class-weighted sampling.
+# toxic prompts, forward truncated at l, later layers frozen, class-weighted sampling. The refusal
+# log-odds are tracked with a full forward under no_grad (measurement only; rules/tracking.smk).
 
 
 rule dcr_contrastive:
     input:
+        unpack(get_tracking_inputs),
         model=get_base_model,
         contrastive=f"{RESULTS}/data/contrastive.jsonl",
     output:
         model=directory(f"{RESULTS}/{{model}}/{{dcr_method}}/dcr/model"),
         metrics=f"{RESULTS}/{{model}}/{{dcr_method}}/dcr/metrics.json",
+        tracking=f"{RESULTS}/{{model}}/{{dcr_method}}/dcr/tracking.json",
     params:
         method=params_of,
         template=get_template,
+        tracking=config["tracking"],
     log:
         f"{LOGS}/{{model}}/{{dcr_method}}/dcr_contrastive.log",
     benchmark:

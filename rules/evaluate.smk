@@ -10,7 +10,7 @@ rule generate:
         [f"{RESULTS}/{{model}}/{{method}}/generations/{b}.jsonl" for b in EVAL_BENCHMARKS],
         meta=f"{RESULTS}/{{model}}/{{method}}/generations/meta.json",
     params:
-        eval=config["eval"],
+        eval=GENERATION_PARAMS,  # decoding only: changing a judge or the bootstrap must not regenerate
         template=get_template,
     log:
         f"{LOGS}/{{model}}/{{method}}/generate.log",
@@ -37,6 +37,7 @@ rule judge:
         judges=config["eval"]["judges"],
         bootstrap=config["eval"]["bootstrap"],
         tags=[config["tbr"]["open_tag"], config["tbr"]["close_tag"]],
+        **JUDGE_LLM_PARAMS,  # endpoint + cache dir, only when eval.judges names an LLM judge
     log:
         f"{LOGS}/{{model}}/{{method}}/judge.log",
     conda:
@@ -70,3 +71,78 @@ rule capability:
         runtime=120,
     script:
         "../scripts/capability.py"
+
+
+# Helpfulness: responses to the win-rate prompt sets, then an AlpacaEval-style pairwise win rate
+# against winrate.reference with both orders judged (toy world: a local oracle judge over HTTP).
+rule helpfulness_generate:
+    input:
+        model=get_eval_model,
+        prompts=WINRATE_PROMPTS,
+    output:
+        f"{RESULTS}/{{model}}/{{method}}/generations/helpfulness.jsonl",
+    params:
+        eval=GENERATION_PARAMS,
+        template=get_template,
+    log:
+        f"{LOGS}/{{model}}/{{method}}/helpfulness_generate.log",
+    benchmark:
+        f"{BENCH}/{{model}}/{{method}}/helpfulness_generate.tsv"
+    threads: 1
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/helpfulness_generate.py"
+
+
+rule winrate:
+    input:
+        method=f"{RESULTS}/{{model}}/{{compared}}/generations/helpfulness.jsonl",
+        reference=f"{RESULTS}/{{model}}/{WINRATE_REFERENCE}/generations/helpfulness.jsonl",
+        prompts=WINRATE_PROMPTS,
+    output:
+        f"{RESULTS}/{{model}}/{{compared}}/helpfulness/winrate.json",
+    params:
+        judge=WINRATE.get("judge", {}),
+        reference=WINRATE_REFERENCE,
+        bootstrap=config["eval"]["bootstrap"],
+        tags=[config["tbr"]["open_tag"], config["tbr"]["close_tag"]],
+        cache_dir=f"{RESULTS}/cache/llm",
+    log:
+        f"{LOGS}/{{model}}/{{compared}}/winrate.log",
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../scripts/winrate.py"
+
+
+# Agreement of the string-match judges with XSTest's 2,250 human-labelled completions (data.raw_dir).
+rule judge_validation:
+    input:
+        get_judge_validation_data,
+    output:
+        csv=report(f"{RESULTS}/tables/judge_agreement.csv", caption="../report/judge_agreement.rst", category="Tables"),
+        md=f"{RESULTS}/tables/judge_agreement.md",
+    params:
+        judges=list(VALIDATED_JUDGES),
+        raw_dir=RAW_DIR,
+    log:
+        f"{LOGS}/report/judge_validation.log",
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/judge_validation.py"
+
+
+localrules:
+    judge_validation,

@@ -10,7 +10,7 @@ rule reflections_internal:
     output:
         reflections=f"{RESULTS}/{{model}}/reflections/internal.json",
     params:
-        tbr=config["tbr"],
+        tbr=get_reflection_params(),
         template=get_template,
     log:
         f"{LOGS}/{{model}}/reflections_internal.log",
@@ -35,7 +35,7 @@ rule reflections_external:
     output:
         reflections=f"{RESULTS}/reflections/external.json",
     params:
-        tbr=config["tbr"],
+        tbr=get_reflection_params(),
         cache_dir=f"{RESULTS}/cache/llm",
     log:
         f"{LOGS}/reflections_external.log",

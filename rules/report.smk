@@ -53,8 +53,28 @@ rule figure_safety_tradeoff:
         "../scripts/figure_safety_tradeoff.py"
 
 
+rule winrate_table:
+    input:
+        get_winrate_jsons(),
+    output:
+        csv=report(f"{RESULTS}/tables/winrate.csv", caption="../report/winrate_table.rst", category="Tables"),
+        md=f"{RESULTS}/tables/winrate.md",
+    params:
+        reference=WINRATE_REFERENCE,
+    log:
+        f"{LOGS}/report/winrate_table.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/winrate_table.py"
+
+
 localrules:
     all,
     tables,
+    winrate_table,
     figure_compliance,
     figure_safety_tradeoff,

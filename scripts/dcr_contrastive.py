@@ -1,18 +1,31 @@
-"""DCR's contrastive refinement stage (rule dcr_contrastive)."""
+"""DCR's contrastive refinement stage (rule dcr_contrastive), with refusal tracking."""
 from overrefusal.dcr import train_dcr
 from overrefusal.io import write_json
 from overrefusal.records import read_records
 from overrefusal.runtime import rule_context
+from overrefusal.tracking import PROBE_SETS, DCRTrack, build_tracker, disabled_json
 
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
     d = smk.params.method["dcr"]
+    t = smk.params.tracking
     rows = read_records(smk.input.contrastive)
     seemingly = [r["prompt"] for r in rows if r["label"] == "seemingly_toxic"]
     toxic = [r["prompt"] for r in rows if r["label"] == "toxic"]
+    tracker, track = None, None
+    if t["enabled"]:
+        tracker = build_tracker(smk.input.model, {s: getattr(smk.input, f"probe_{s}") for s in PROBE_SETS},
+                                smk.input.refusals, template=smk.params.template, n_probe=t["n_probe"],
+                                max_length=smk.params.method["sft"]["max_length"], batch_size=t["batch_size"])
+        track = DCRTrack(tracker, t["every_steps"])
     metrics = train_dcr(smk.input.model, smk.output.model, seemingly, toxic, template=smk.params.template,
                         layer=d["layer"], steps=d["steps"], lr=d["lr"], batch_size=d["batch_size"],
-                        margin=d["margin"], scale=d["scale"], pooling=d["pooling"], seed=d["seed"])
+                        margin=d["margin"], scale=d["scale"], pooling=d["pooling"], seed=d["seed"], track=track)
     write_json(smk.output.metrics, metrics)
+    ident = {"stage": "dcr", "model": smk.wildcards.model, "method": smk.wildcards.dcr_method}
+    write_json(smk.output.tracking,
+               tracker.to_json(**ident, every_steps=t["every_steps"], total_steps=d["steps"],
+                               extra={"layer": d["layer"]})
+               if tracker is not None else disabled_json(**ident))
     log.info("DCR layer %d: between-class cosine %.3f -> %.3f", d["layer"],
              metrics["similarity_before"]["between"], metrics["similarity_after"]["between"])

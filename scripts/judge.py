@@ -1,21 +1,39 @@
 """Judge every benchmark's generations into per-benchmark JSON with bootstrap CIs (rule judge)."""
+import contextlib
+from pathlib import Path
+
 from overrefusal.benchmarks import get_benchmark
 from overrefusal.io import read_jsonl, write_json
-from overrefusal.judges import get_judge
-from overrefusal.provenance import provenance
+from overrefusal.judges import get_judge, is_llm_judge
+from overrefusal.judges.llm import endpoint_summary, judge_client
+from overrefusal.provenance import data_provenance, model_provenance, provenance
 from overrefusal.runtime import rule_context
 from overrefusal.scoring import score_benchmark, validate_result
 
-with rule_context(snakemake) as log:  # noqa: F821
+with rule_context(snakemake) as log, contextlib.ExitStack() as stack:  # noqa: F821
     smk = snakemake  # noqa: F821
-    prov = provenance(smk.config, judges=smk.params.judges)
+    # LLM judges: params carry the endpoint only when eval.judges names one. For base_url: local a
+    # scripted judge is served over HTTP for this job. A judge that stays down raises (cache kept).
+    llm = smk.params.get("llm_judge")
+    client = stack.enter_context(judge_client(llm, smk.params.cache_dir)) if llm else None
+    judges = {n: get_judge(n, client=client) if is_llm_judge(n) else get_judge(n)
+              for n in set(smk.params.judges.values())}
+    # The workflow directory (not the package install location) names the code; the generation
+    # meta.json (weights sha256) and the data manifest come from the jobs that made the inputs.
+    gen_meta = Path(smk.input[0]).with_name("meta.json")
+    prov = provenance(smk.config, workflow_dir=Path(smk.scriptdir).parent, judges=smk.params.judges,
+                      data=data_provenance(Path("results", smk.config["name"], "data", "manifest.json")))
+    if llm:
+        prov["llm_judge"] = endpoint_summary(llm)
     for bench, gen_path, out in zip(smk.params.benchmarks, smk.input, smk.output):
-        judge = get_judge(smk.params.judges[get_benchmark(bench).suite])
+        judge = judges[smk.params.judges[get_benchmark(bench).suite]]
         result = score_benchmark(read_jsonl(gen_path), bench, judge, bootstrap=smk.params.bootstrap,
                                  reflection_tags=tuple(smk.params.tags))
         result["model"], result["method"] = smk.wildcards.model, smk.wildcards.method
-        result["provenance"] = prov
+        result["provenance"] = {**prov, "judge_id": judge.id, "model": model_provenance(gen_meta, bench)}
         validate_result(result)
         write_json(out, result)
-        log.info("%s: %s = %.3f [%.3f, %.3f] (judge %s)", bench, result["metric"], result["value"],
-                 result["ci_low"], result["ci_high"], judge.id)
+        log.info("%s: %s = %s [%s, %s] (judge %s, %d judge errors)", bench, result["metric"], result["value"],
+                 result["ci_low"], result["ci_high"], judge.id, result["n_judge_errors"])
+    if client is not None:
+        log.info("LLM judge client: %s", client.stats())

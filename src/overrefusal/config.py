@@ -125,6 +125,69 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
         for task in config["capability"]["tasks"]:
             if task not in CAPABILITY_TASKS:
                 errs.append(f"{source}: capability.tasks.{task}: unknown toy task; valid: {', '.join(CAPABILITY_TASKS)}")
+    if config["data"]["source"] == "real":
+        from .data.config import real_data_errors
+
+        errs += real_data_errors(config, source)
+    errs += judge_and_winrate_errors(config, source, env)
+    return errs
+
+
+# Prompt sets the toy world writes with free-text reference answers (what the oracle judge needs).
+TOY_WINRATE_PROMPTS = ("capability/toy_arith", "capability/toy_words")
+
+
+def _endpoint_errors(ep: dict[str, Any], key: str, need: str, source: str, env: dict[str, str]) -> list[str]:
+    """A judge endpoint's URL and API key, checked before any job starts (``local`` needs no key)."""
+    if ep["base_url"] == "local":
+        return []
+    from urllib.parse import urlparse
+
+    errs = []
+    url = urlparse(ep["base_url"])
+    if url.scheme not in ("http", "https") or not url.netloc:
+        errs.append(f"{source}: {key}.base_url: {ep['base_url']!r} must be 'local' or an http(s) URL "
+                    "such as https://api.openai.com/v1")
+    if not env.get(ep["api_key_env"]):
+        errs.append(f"{source}: {key}.api_key_env: {need} needs an API key, but the environment variable "
+                    f"{ep['api_key_env']} is not set")
+    return errs
+
+
+def judge_and_winrate_errors(config: dict[str, Any], source: str, env: dict[str, str]) -> list[str]:
+    """LLM judges need ``eval.llm_judge``; the win rate needs a known reference and its judge's key;
+    ``data.raw_dir`` must hold XSTest's labelled completions."""
+    from .judges import is_llm_judge
+
+    errs: list[str] = []
+    llm = sorted({name for name in config["eval"]["judges"].values() if is_llm_judge(name)})
+    if llm:
+        ep = config["eval"].get("llm_judge")
+        if ep is None:
+            errs.append(f"{source}: eval.llm_judge: eval.judges names the LLM judge(s) {', '.join(llm)}, which need "
+                        "an endpoint section eval.llm_judge {base_url, model, api_key_env, ...}")
+        else:
+            errs += _endpoint_errors(ep, "eval.llm_judge", f"the LLM judge(s) {', '.join(llm)}", source, env)
+    wr = config.get("winrate")
+    if wr is not None and wr["enabled"]:
+        if wr["reference"] not in config["methods"]:
+            errs.append(f"{source}: winrate.reference: unknown method {wr['reference']!r}; valid: "
+                        f"{', '.join(config['methods'])}")
+        if config["data"]["source"] == "toy":
+            for ps in wr["prompts"]:
+                if ps not in TOY_WINRATE_PROMPTS:
+                    errs.append(f"{source}: winrate.prompts: {ps!r} is not a toy prompt set with reference answers; "
+                                f"valid: {', '.join(TOY_WINRATE_PROMPTS)}")
+        errs += _endpoint_errors(wr["judge"], "winrate.judge", "the win-rate judge", source, env)
+    raw = config["data"].get("raw_dir")
+    if raw is not None:
+        from .judge_validation import COMPLETIONS_GLOB
+
+        if not Path(raw).is_dir():
+            errs.append(f"{source}: data.raw_dir: {raw!r} is not a directory (relative paths start at the "
+                        f"working directory {Path.cwd()})")
+        elif not list(Path(raw).glob(COMPLETIONS_GLOB)):
+            errs.append(f"{source}: data.raw_dir: no {COMPLETIONS_GLOB} under {raw!r} (needed by judge_validation)")
     return errs
 
 

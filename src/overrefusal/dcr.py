@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -405,6 +405,7 @@ def train_dcr(
     max_length: int = 256,
     weight_decay: float = 0.0,
     device: str | None = None,
+    track: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """Run the DCR contrastive stage and save the refined model + tokenizer (HF format) to out_dir.
 
@@ -417,6 +418,11 @@ def train_dcr(
 
     Returns metrics: per-step loss, between/within-class cosine similarity on the whole
     contrastive set before and after, steps, seconds, layer, num_layers, trainable parameters.
+
+    ``track(model, step, last=...)``, if given, is called before the first step (step 0) and after
+    every optimiser step (``last=True`` on the final one), e.g. ``tracking.DCRTrack`` for the
+    refusal-probability curves. It must only read the model (under ``torch.no_grad``, restoring
+    train mode); it may run the whole model, past layer ℓ, since that is measurement, not training.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -463,7 +469,10 @@ def train_dcr(
     losses: list[float] = []
     single_class_batches = 0
     model.train()
-    for batch in balanced_batches(labels, batch_size=batch_size, steps=steps, seed=seed):
+    batches = balanced_batches(labels, batch_size=batch_size, steps=steps, seed=seed)
+    if track is not None:
+        track(model, 0, last=not batches)
+    for step, batch in enumerate(batches, start=1):
         enc = encode_prompts(tokenizer, [prompts[i] for i in batch], template, max_length)
         y = labels[batch].to(dev)
         single_class_batches += int(y.unique().numel() < 2)
@@ -475,6 +484,8 @@ def train_dcr(
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
+        if track is not None:
+            track(model, step, last=step == len(batches))
 
     after = similarity_stats(_embed_all(model, tokenizer, prompts, **embed_kw), labels)
 

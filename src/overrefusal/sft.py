@@ -7,7 +7,9 @@ with a TRL upgrade. Training writes checkpoints next to the output and resumes f
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -57,18 +59,39 @@ def build_examples(
     return examples, stats
 
 
-def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: dict[str, Any],
-              *, threads: int = 0) -> dict[str, Any]:
-    """Fine-tune ``model_dir`` on ``examples``; save the (merged) model and tokenizer to ``out_dir``."""
+def last_complete_checkpoint(ckpt_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` whose ``trainer_state.json`` (written last by the Trainer) parses.
+
+    ``transformers``' ``get_last_checkpoint`` takes the highest N even if a kill interrupted its
+    save; resuming from such a half-written checkpoint fails, so we step back to the newest one
+    the Trainer finished.
+    """
+    root = Path(ckpt_dir)
+    if not root.is_dir():
+        return None
+    found = []
+    for d in root.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and d.is_dir():
+            found.append((int(m.group(1)), d))
+    for _, d in sorted(found, reverse=True):
+        try:
+            json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return str(d)
+    return None
+
+
+def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: dict[str, Any],
+                  *, callbacks: list[Any] | None = None) -> tuple[Any, Any, Path]:
+    """The configured ``SFTTrainer`` (and tokenizer, checkpoint dir) that :func:`train_sft` runs."""
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     from .models.loading import load_model, load_tokenizer
 
-    if threads:
-        torch.set_num_threads(threads)
     ckpt_dir = Path(f"{out_dir}.checkpoints")
     tok = load_tokenizer(model_dir)
     model = load_model(model_dir)
@@ -104,8 +127,24 @@ def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg:
         use_cpu=not torch.cuda.is_available(),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tok, peft_config=peft_config)
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+                         processing_class=tok, peft_config=peft_config, callbacks=callbacks)
+    return trainer, tok, ckpt_dir
+
+
+def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: dict[str, Any],
+              *, threads: int = 0, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Fine-tune ``model_dir`` on ``examples``; save the (merged) model and tokenizer to ``out_dir``.
+
+    ``callbacks`` are ``transformers.TrainerCallback`` instances (e.g. refusal-probability
+    tracking); they must only read the model. Checkpoints go to ``<out_dir>.checkpoints`` (a
+    sibling, so Snakemake's removal of a failed job's outputs leaves them alone); a rerun resumes
+    from the newest complete one, and the directory is removed once the model is saved.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    lora = cfg["lora"]
+    trainer, tok, ckpt_dir = build_trainer(model_dir, out_dir, examples, cfg, callbacks=callbacks)
+    last = last_complete_checkpoint(ckpt_dir)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.time() - t0

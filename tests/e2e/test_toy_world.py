@@ -68,3 +68,19 @@ def test_over_refusal_phenomenon_and_its_mitigation(toy_run: Path) -> None:
         assert comp[m] > comp["stl"] + 0.2, (m, comp)
         assert safety[m] > 0.8, (m, safety)
     assert safety["stl"] > 0.8 and safety["no_safety"] < 0.2, safety
+
+
+def test_refusal_curves_show_targeted_refusal(toy_run: Path) -> None:
+    """DCR's "targeted refusal probability": STL raises refusal on seemingly toxic prompts along with
+    toxic ones; after DCR, SFT raises it on toxic prompts much more than on seemingly toxic ones."""
+    assert (toy_run / "results/toy/figures/refusal_dynamics.png").stat().st_size > 1000
+
+    def final(method: str) -> dict[str, float]:
+        doc = json.loads((toy_run / f"results/toy/toy-llama/{method}/tracking.json").read_text())
+        last = max(r["step"] for r in doc["records"])
+        return {r["probe_set"]: r["mean_logodds"] for r in doc["records"] if r["step"] == last}
+
+    stl, dcr = final("stl"), final("dcr_stl")
+    assert stl["seemingly_toxic"] > 0 and stl["toxic"] > 0, stl  # refusal is the likelier first token
+    assert dcr["toxic"] > 0 and dcr["toxic"] - dcr["seemingly_toxic"] > stl["toxic"] - stl["seemingly_toxic"] + 3, dcr
+    assert max(stl["general"], dcr["general"]) < -5, (stl, dcr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -59,11 +60,14 @@ def test_reflections_internal_and_external(tiny: Path) -> None:
     assert sum(external["filter"].values()) == n
 
 
-def test_external_reflections_rerun_pays_nothing(tiny: Path) -> None:
-    proc = snakemake(tiny, "--cores", "1", "--configfile", TINY, "--forcerun", "reflections_external",
-                     f"{R}/reflections/external.json")
+def test_external_reflections_rerun_pays_nothing(tiny: Path, tmp_path: Path) -> None:
+    # In a copy (mtimes kept), so forcing this rule does not make the shared run stale.
+    work = Path(shutil.copytree(tiny, tmp_path / "wf", symlinks=True))
+    # Targets go first: --configfile and --forcerun take several values each.
+    proc = snakemake(work, f"{R}/reflections/external.json", "--cores", "1", "--configfile", TINY,
+                     "--forcerun", "reflections_external")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    usage = _json(tiny, "reflections/external.json")["usage"]
+    usage = _json(work, "reflections/external.json")["usage"]
     assert usage["requests_sent"] == 0 and usage["cache_hits"] > 0
 
 
@@ -78,6 +82,20 @@ def test_dcr_and_sft_outputs(tiny: Path) -> None:
     stl = _json(tiny, "toy-llama/stl/sft_metrics.json")["data"]
     aug = _json(tiny, "toy-llama/stl_aug/sft_metrics.json")["data"]
     assert set(aug["n_by_split"]) == set(stl["n_by_split"]) | {"sft_aug"}
+
+
+def test_refusal_tracking_curves(tiny: Path) -> None:
+    schema = json.loads((REPO / "schemas/refusal_tracking.schema.json").read_text())
+    docs = {p.relative_to(tiny / R).as_posix(): json.loads(p.read_text()) for p in (tiny / R).glob("toy-llama/**/tracking.json")}
+    assert len(docs) == 6 + 1  # every SFT run and DCR's contrastive stage
+    for doc in docs.values():
+        jsonschema.validate(doc, schema)
+        assert doc["records"][0]["step"] == 0 and doc["records"][-1]["step"] == doc["total_steps"]
+    # DCR's refined model is where its SFT starts: the curves join.
+    end = [r["mean_logodds"] for r in docs["toy-llama/dcr_stl/dcr/tracking.json"]["records"] if r["step"] == 3]
+    start = [r["mean_logodds"] for r in docs["toy-llama/dcr_stl/tracking.json"]["records"] if r["step"] == 0]
+    assert end == pytest.approx(start, abs=1e-5)
+    assert (tiny / R / "figures/refusal_dynamics.png").stat().st_size > 1000
 
 
 def test_eval_jsons_and_capability_valid(tiny: Path) -> None:
@@ -103,14 +121,18 @@ def test_nothing_to_do_after_a_finished_run(tiny: Path) -> None:
 
 
 REPORT = {"tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "all": 1}
+TRACKING_FIG = {"figure_refusal_dynamics": 1}  # a retrained method has a new refusal curve
+WINRATE = {"helpfulness_generate": 1, "winrate": 1, "winrate_table": 1}  # per retrained method (table: once)
 
 
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ({"dcr": {"layer": 1}}, {"dcr_contrastive": 1, "sft": 1, "generate": 1, "judge": 1, "capability": 1, **REPORT}),
+        ({"dcr": {"layer": 1}}, {"dcr_contrastive": 1, "sft": 1, "generate": 1, "judge": 1, "capability": 1, **REPORT,
+                                 **WINRATE, **TRACKING_FIG}),
         ({"eval": {"judges": {"harmful": "xstest_strmatch_v1"}}}, {"judge": 7, **REPORT}),
-        ({"tbr": {"gamma": 0.5}}, {"sft": 2, "generate": 2, "judge": 2, "capability": 2, **REPORT}),
+        ({"tbr": {"gamma": 0.5}}, {"sft": 2, "generate": 2, "judge": 2, "capability": 2, **REPORT,
+                                   **WINRATE, "helpfulness_generate": 2, "winrate": 2, **TRACKING_FIG}),
     ],
     ids=["dcr-layer", "judge", "gamma"],
 )
@@ -138,15 +160,17 @@ def test_bad_config_is_refused_before_any_job(tiny: Path, override: dict, messag
 
 def test_failed_job_leaves_no_output_and_names_file_and_line(tmp_path: Path) -> None:
     work = copy_workflow(tmp_path / "wf")
-    proc = snakemake(work, "--cores", "1", "--configfile", TINY, f"{R}/data/manifest.json")
+    proc = snakemake(work, f"{R}/data/manifest.json", "--cores", "1", "--configfile", TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     corpus = work / R / "data/pretrain.jsonl"
     n_lines = sum(1 for _ in corpus.open())
     with corpus.open("a") as fh:
         fh.write('{"text": "truncated\n')
-    proc = snakemake(work, "--cores", "1", "--configfile", TINY, f"{R}/models/toy-llama/base")
+    proc = snakemake(work, f"{R}/models/toy-llama/base", "--cores", "1", "--configfile", TINY)
     assert proc.returncode != 0
-    assert not (work / R / "models/toy-llama/base").exists()
-    assert not list((work / R / "models/toy-llama").glob(".base.tmp-*"))
-    log = (work / "logs/tiny/toy-llama/pretrain_base.log").read_text()
+    # The first job reading the corpus (the tokenizer) fails; nothing downstream looks complete.
+    for out in ("tokenizer", "base"):
+        assert not (work / R / "models/toy-llama" / out).exists(), out
+    assert not list((work / R / "models/toy-llama").glob(".*.tmp-*"))
+    log = (work / "logs/tiny/toy-llama/train_tokenizer.log").read_text()
     assert f"pretrain.jsonl: line {n_lines + 1}: invalid JSON" in log

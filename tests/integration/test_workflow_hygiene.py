@@ -12,7 +12,8 @@ from tests.pipeline import REPO, copy_workflow, jobs_in_dry_run, snakemake
 
 pytestmark = pytest.mark.integration
 
-RULE_RE = re.compile(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)*)", re.M)
+# A rule may be indented (rules defined inside an `if` on the config).
+RULE_RE = re.compile(r"^[ \t]*(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)*)", re.M)
 
 
 def _rules() -> dict[str, str]:
@@ -33,8 +34,8 @@ def test_every_rule_has_log_and_conda_and_no_lambda() -> None:
     rules = _rules()
     assert len(rules) >= 15, sorted(rules)
     for name, body in rules.items():
-        assert "\n    log:" in "\n" + body, f"rule {name} has no log:"
-        assert "\n    conda:" in "\n" + body, f"rule {name} has no conda:"
+        assert re.search(r"^\s+log:", body, re.M), f"rule {name} has no log:"
+        assert re.search(r"^\s+conda:", body, re.M), f"rule {name} has no conda:"
         assert "lambda" not in body, f"rule {name} uses a lambda; use a named input function"
 
 

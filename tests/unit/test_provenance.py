@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import subprocess
@@ -11,7 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from overrefusal.provenance import PACKAGES, config_sha256, git_commit, package_versions, provenance
+from overrefusal.provenance import (
+    PACKAGES,
+    code_sha256,
+    config_sha256,
+    data_provenance,
+    git_commit,
+    model_provenance,
+    package_versions,
+    provenance,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -106,3 +116,50 @@ def test_package_versions_missing_is_none(monkeypatch):
     monkeypatch.setattr("overrefusal.provenance.PACKAGES", ("transformers", "surely_not_installed_pkg"))
     v = package_versions()
     assert v["surely_not_installed_pkg"] is None and v["transformers"]
+
+
+def _workflow(root: Path, text: str = "rule all:\n    input: []\n") -> Path:
+    (root / "rules").mkdir(parents=True)
+    (root / "Snakefile").write_text(text)
+    (root / "rules" / "a.smk").write_text("rule a:\n    output: 'x'\n")
+    return root
+
+
+def test_code_hash_follows_content_not_location(tmp_path):
+    a, b = _workflow(tmp_path / "a"), _workflow(tmp_path / "elsewhere" / "b")
+    assert re.fullmatch(r"[0-9a-f]{64}", code_sha256(a))
+    assert code_sha256(a) == code_sha256(b)
+    (b / "results").mkdir()
+    (b / "results" / "out.json").write_text("{}")  # outputs are not code
+    assert code_sha256(a) == code_sha256(b)
+    (b / "rules" / "a.smk").write_text("rule a:\n    output: 'y'\n")
+    assert code_sha256(a) != code_sha256(b)
+    assert code_sha256(tmp_path / "empty") is None
+
+
+def test_provenance_of_a_workflow_dir_without_git(tmp_path):
+    wf = _workflow(tmp_path / "wf")
+    p = provenance(DEFAULT, workflow_dir=wf)
+    assert p["git"] == {"commit": None, "dirty": None}
+    assert p["code_sha256"] == code_sha256(wf)
+    assert str(tmp_path) not in json.dumps(p)
+
+
+def test_model_and_data_provenance(tmp_path):
+    meta = tmp_path / "meta.json"
+    entry = {"revision": "r" * 64, "weights_sha256": {"model.safetensors": "r" * 64}, "fingerprint": "f" * 64,
+             "backend": "hf", "seconds": 1.5}
+    meta.write_text(json.dumps({"xstest_safe": entry, "advbench": {**entry, "fingerprint": "g" * 64}}))
+    m = model_provenance(meta, "xstest_safe")
+    assert m == {"revision": "r" * 64, "weights_sha256": {"model.safetensors": "r" * 64},
+                 "generation_fingerprint": "f" * 64, "backend": "hf"}  # no timings
+    assert model_provenance(meta, "unknown")["generation_fingerprint"] == "g" * 64  # first benchmark, sorted
+    assert model_provenance(tmp_path / "missing.json") is None
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"source": "toy", "config": {}, "files": {"b": {"n": 1, "sha256": "2" * 64},
+                                                                             "a": {"n": 2, "sha256": "1" * 64}}}))
+    d = data_provenance(manifest)
+    assert d["source"] == "toy" and d["files_sha256"] == {"a": "1" * 64, "b": "2" * 64}
+    assert d["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert data_provenance(tmp_path / "missing.json") is None

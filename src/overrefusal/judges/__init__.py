@@ -3,18 +3,18 @@
 ``get_judge("xstest_strmatch_v1")`` returns a ready judge; an unknown name raises ``KeyError``
 listing every valid one.
 
-Extension point for LLM judges. ``LAZY_JUDGES`` maps a judge name to ``"module:Class"``; the module
-is imported only when that judge is requested, so the OpenAI client is never a dependency of
-string-match scoring. The two names below are reserved for ``judges/llm.py`` (not written yet):
+LLM judges. ``LAZY_JUDGES`` maps a judge name to ``"module:Class"``; the module is imported only
+when that judge is requested, so the OpenAI client is never a dependency of string-match scoring.
+Both live in ``judges/llm.py``:
 
 - ``xstest_llm_3class_v1``: the verbatim XSTest GPT-4 three-class prompt, temperature 0;
 - ``orbench_llm_v1``: the verbatim OR-Bench checker prompt with its ``[[...]]`` answer.
 
-Such a class subclasses ``RefusalJudge``, sets ``id`` to its registry name, takes its client
-settings (model, base_url, ...) as constructor keyword arguments, overrides ``judge_many`` to
-batch requests, and returns ``Judgement(None, error=...)`` for an unparseable reply or a failed
-request: never a fallback class and never a silent switch to string matching. Another judge can
-also be added at run time with ``register_judge``.
+They take a ``ChatClient`` (``get_judge(name, client=client)``) or an endpoint config
+(``get_judge(name, endpoint=cfg, cache_dir=...)``), batch requests in ``judge_many``, and return
+``Judgement(None, error=...)`` for an unparseable reply: never a fallback class and never a
+silent switch to string matching. A request that fails after the client's retries raises. Another
+judge can also be added at run time with ``register_judge``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ LAZY_JUDGES: dict[str, str] = {
     "xstest_llm_3class_v1": "overrefusal.judges.llm:XSTestLLM3ClassJudge",
     "orbench_llm_v1": "overrefusal.judges.llm:ORBenchLLMJudge",
 }
+
+
+def is_llm_judge(name: str) -> bool:
+    """True for judges that call a chat model (they need an endpoint: ``eval.llm_judge``)."""
+    return name in LAZY_JUDGES
 
 
 def available_judges() -> list[str]:
@@ -95,5 +100,6 @@ __all__ = [
     "available_judges",
     "coerce_text",
     "get_judge",
+    "is_llm_judge",
     "register_judge",
 ]

@@ -123,13 +123,83 @@ def safety_vs_overrefusal(df: pd.DataFrame, out_png: str | Path) -> None:
         ax = fig.subplots()
         sns.scatterplot(data=pts, x="compliance", y="safety", hue="method", hue_order=methods,
                         style="model", style_order=sorted(set(pts["model"])), palette=palette, s=60, ax=ax)
-        for r in pts.itertuples(index=False):
-            ax.annotate(str(r.method), (r.compliance, r.safety), xytext=(4, 4), textcoords="offset points",
-                        fontsize=7)
+        # Methods that land on the same point share one label instead of overprinting each other.
+        labels: dict[tuple[float, float], list[str]] = {}
+        for r in pts.sort_values("method", key=lambda m: m.map(method_sort_key)).itertuples(index=False):
+            labels.setdefault((round(r.compliance, 2), round(r.safety, 2)), []).append(str(r.method))
+        for (x, y), names in labels.items():
+            ax.annotate(", ".join(names), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                        ha="right" if x > 0.7 else "left")
         ax.set_xlim(0.0, 1.05)
         ax.set_ylim(0.0, 1.05)
         ax.set_xlabel("mean over-refusal compliance (higher is better)")
         ax.set_ylabel("Safety: mean defense success rate")
         ax.legend(loc="lower left", fontsize=7, frameon=True)
         fig.tight_layout()
+    _save(fig, out_png)
+
+
+PROBE_ORDER = ("seemingly_toxic", "toxic", "general")
+
+
+def refusal_dynamics(tracking: list[dict], out_png: str | Path) -> None:
+    """Refusal log-odds vs training step: one panel per (model, method), 4 per row, one line per probe set.
+
+    ``tracking`` are the ``tracking.json`` documents of the SFT runs and of DCR's contrastive stage
+    (``schemas/refusal_tracking.schema.json``). The x axis counts optimiser steps from the start of
+    safety SFT; a DCR method's contrastive stage is drawn before it, at negative steps, in a
+    shaded band, so one panel shows the whole DCR pipeline. Lines are the mean over each probe
+    set; bands are ±1 standard error (deterministic, unlike bootstrap intervals). The dotted line
+    at 0 is P(refusal) = 0.5.
+    """
+    docs = [d for d in tracking if d.get("enabled") and d.get("records")]
+    if not docs:
+        raise ValueError("refusal_dynamics: no tracking records to plot (is tracking.enabled false?)")
+    dcr_steps = {(d["model"], d["method"]): int(d["total_steps"]) for d in docs if d["stage"] == "dcr"}
+    rows = []
+    for d in docs:
+        offset = -dcr_steps[(d["model"], d["method"])] if d["stage"] == "dcr" else 0
+        for r in d["records"]:
+            rows.append({"model": d["model"], "method": d["method"], "stage": d["stage"], "step": r["step"] + offset,
+                         "probe_set": r["probe_set"], "mean": r["mean_logodds"],
+                         "se": r["std_logodds"] / math.sqrt(max(1, r["n"]))})
+    df = pd.DataFrame(rows)
+    models = sorted(set(df["model"]))
+    methods = sorted(set(df["method"]), key=method_sort_key)
+    sets = [s for s in PROBE_ORDER if s in set(df["probe_set"])] + sorted(set(df["probe_set"]) - set(PROBE_ORDER))
+    colors = dict(zip(sets, sns.color_palette(PALETTE, len(sets)), strict=True))
+    panels = [(model, method) for model in models for method in methods
+              if not df[(df["model"] == model) & (df["method"] == method)].empty]
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        fig = Figure(figsize=(2.6 * ncols + 0.4, 2.4 * nrows + 0.6))
+        grid = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+        for ax in grid.flat[len(panels):]:
+            ax.set_visible(False)
+        for k, (model, method) in enumerate(panels):
+            i, j = divmod(k, ncols)
+            ax = grid[i, j]
+            sub = df[(df["model"] == model) & (df["method"] == method)]
+            if (model, method) in dcr_steps:
+                ax.axvspan(-dcr_steps[(model, method)], 0, color="0.92", zorder=0)
+                ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
+                ax.text(0.02, 0.98, "DCR stage", transform=ax.transAxes, ha="left", va="top", fontsize=6,
+                        color="0.4")
+            for name in sets:
+                for stage in ("dcr", "sft"):  # separate lines: the stages join at step 0
+                    g = sub[(sub["probe_set"] == name) & (sub["stage"] == stage)].sort_values("step")
+                    if g.empty:
+                        continue
+                    x, y, se = g["step"].to_numpy(), g["mean"].to_numpy(), g["se"].to_numpy()
+                    ax.plot(x, y, color=colors[name], linewidth=1.2, marker="o", markersize=2,
+                            label=name if stage == "sft" else None)
+                    ax.fill_between(x, y - se, y + se, color=colors[name], alpha=0.2, linewidth=0)
+            ax.axhline(0.0, color="black", linewidth=0.6, linestyle=":")
+            ax.set_title(method if len(models) == 1 else f"{model} / {method}", fontsize=8)
+            ax.set_xlabel("step (from the start of SFT)" if k + ncols >= len(panels) else "")
+            ax.set_ylabel("refusal log-odds" if j == 0 else "")
+        handles = [Patch(facecolor=colors[s], label=s.replace("_", " ")) for s in sets]
+        fig.legend(handles=handles, loc="upper center", ncol=len(sets), frameon=False, fontsize=7)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.4 * nrows + 0.6)))
     _save(fig, out_png)

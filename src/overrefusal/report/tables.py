@@ -256,6 +256,46 @@ def capability_table(capability_jsons: Sources) -> pd.DataFrame:
     return pd.DataFrame.from_records(out, columns=["model", "method", *cols])
 
 
+WINRATE = "win_rate"
+WINRATE_COLUMNS = ["model", "method", "reference", WINRATE, WINRATE + CI_LOW, WINRATE + CI_HIGH, "n", "n_scored",
+                   "n_identical", "n_judge_errors", "n_position_disagreements", "judge"]
+
+
+def winrate_table(winrate_jsons: Sequence[PathLike]) -> pd.DataFrame:
+    """One row per (model, method): the pairwise win rate against the reference and its CI.
+
+    ``win_rate`` is in [0, 1] with ties counted 0.5 (0.5 = as good as the reference); the Markdown
+    renders it as "0.62 [0.55, 0.69]". ``judge`` names the judging model. Rows follow the papers'
+    method order; all files must share one reference method.
+    """
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    references: set[str] = set()
+    for path in winrate_jsons:
+        obj = read_json(path)
+        where = str(path)
+        missing = [k for k in ("model", "method", "reference", WINRATE, "ci_low", "ci_high", "n", "n_scored")
+                   if not isinstance(obj, dict) or k not in obj]
+        if missing:
+            raise DataError(f"{where}: not a win-rate result (missing {', '.join(missing)})")
+        key = (str(obj["model"]), str(obj["method"]))
+        if key in rows:
+            raise ValueError(f"two win-rate results for {key}")
+        references.add(str(obj["reference"]))
+        rows[key] = {
+            "model": key[0], "method": key[1], "reference": str(obj["reference"]),
+            WINRATE: _num(obj[WINRATE], where, WINRATE), WINRATE + CI_LOW: _num(obj["ci_low"], where, "ci_low"),
+            WINRATE + CI_HIGH: _num(obj["ci_high"], where, "ci_high"), "n": int(obj["n"]),
+            "n_scored": int(obj["n_scored"]), "n_identical": int(obj.get("n_identical", 0)),
+            "n_judge_errors": int(obj.get("n_judge_errors", 0)),
+            "n_position_disagreements": int(obj.get("n_position_disagreements", 0)),
+            "judge": str((obj.get("judge") or {}).get("model", "")),
+        }
+    if len(references) > 1:
+        raise ValueError(f"win-rate results against different references {sorted(references)}")
+    out = [rows[k] for k in _rows_order(list(rows))]
+    return pd.DataFrame.from_records(out, columns=WINRATE_COLUMNS)
+
+
 # --------------------------------------------------------------------------- writing
 
 

@@ -1,0 +1,178 @@
+"""Find a source's files in the local mirror, or download them pinned and checksummed.
+
+Lookup order per file: ``<raw_dir>/<layout path>`` (a mirror laid out like ../shared/data), then
+``<download_dir>/<layout path>`` (where earlier downloads went). A file found nowhere is downloaded
+only when downloads are enabled, from its pinned origin: GitHub raw over plain HTTP (commit in the
+URL) or the HF hub (``huggingface_hub.hf_hub_download(..., revision=...)``). Every file is hashed;
+a pinned sha256 that does not match is an error that says where the right bytes come from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_path, sha256_file
+from .registry import GH, RawFile, Source
+
+
+class MissingSourceError(FileNotFoundError):
+    """A source is absent locally and cannot be downloaded; the message says how to supply it."""
+
+
+class ChecksumError(ValueError):
+    """A file's sha256 differs from its pin; the message says where the right bytes come from."""
+
+
+def pin_of(src: Source, f: RawFile, pins: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """(revision, sha256): the registry's, overridden by ``data.real.pins.<source>``."""
+    p = (pins or {}).get(src.name) or {}
+    return p.get("revision", f.revision), p.get("sha256", f.sha256)
+
+
+def origin_of(f: RawFile, revision: str | None) -> str:
+    if f.url:
+        return f.url
+    if f.hf_repo:
+        return f"https://huggingface.co/datasets/{f.hf_repo}/resolve/{revision or '<revision>'}/{f.hf_file}"
+    return "(no public download; local mirror only)"
+
+
+def how_to_supply(src: Source, f: RawFile, raw_dir: str | None, download_dir: str | None,
+                  revision: str | None) -> str:
+    target = f"{raw_dir or '<data.raw_dir>'}/{f.path}"
+    lines = [f"source '{src.name}' ({src.description}) is missing: no {f.path} under "
+             f"data.raw_dir={raw_dir!r} or data.real.download_dir={download_dir!r}."]
+    if f.url:
+        lines.append(f"  Supply it: download {f.url} (pinned commit {revision}) to {target}")
+    elif f.hf_repo:
+        rev = revision or "<a commit of the HF repo; put it in data.real.pins." + src.name + ".revision>"
+        lines.append(f"  Supply it: huggingface-cli download {f.hf_repo} {f.hf_file} --repo-type dataset "
+                     f"--revision {rev} --local-dir {Path(target).parent}")
+    else:
+        lines.append(f"  Supply it: place the files matching {f.path} under {raw_dir or '<data.raw_dir>'} "
+                     f"({src.origin})")
+    if f.url or f.hf_repo:
+        lines.append("  or set data.real.download: true and run the staging rules on a machine with internet "
+                     "(`snakemake --cores 1 stage_real_data`); everything after staging runs offline.")
+    return "\n".join(lines)
+
+
+def _check(path: Path, src: Source, f: RawFile, sha: str | None, origin: str) -> str:
+    got = sha256_file(path)
+    if sha is not None and got != sha:
+        raise ChecksumError(f"{path}: sha256 {got} does not match the pinned {sha} for source '{src.name}'. "
+                            f"The expected bytes are {origin}; replace the file with that download, or if the "
+                            f"upstream file changed on purpose, set data.real.pins.{src.name}.sha256.")
+    return got
+
+
+def download_http(url: str, dest: Path, sha256: str | None, *, timeout: float = 60, retries: int = 3) -> str:
+    """GET ``url`` into ``dest`` atomically; verify ``sha256`` before the file appears."""
+    last: Exception | None = None
+    for attempt in range(retries):
+        try:
+            h = hashlib.sha256()
+            with atomic_path(dest) as tmp:
+                with urllib.request.urlopen(url, timeout=timeout) as resp, tmp.open("wb") as out:  # noqa: S310
+                    for chunk in iter(lambda: resp.read(1 << 20), b""):
+                        h.update(chunk)
+                        out.write(chunk)
+                if sha256 is not None and h.hexdigest() != sha256:
+                    raise ChecksumError(f"{url}: sha256 {h.hexdigest()} does not match the pinned {sha256}")
+            return h.hexdigest()
+        except ChecksumError:
+            raise
+        except (urllib.error.URLError, OSError) as exc:
+            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
+                raise MissingSourceError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            last = exc
+            time.sleep(min(2 ** attempt, 10) * 0.1)
+    raise MissingSourceError(f"{url}: download failed after {retries} attempts: {last}")
+
+
+def download_hf(f: RawFile, dest: Path, revision: str, sha256: str | None) -> str:
+    from huggingface_hub import hf_hub_download
+
+    cached = hf_hub_download(repo_id=str(f.hf_repo), filename=str(f.hf_file), repo_type="dataset", revision=revision)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(cached, tmp)
+        got = sha256_file(tmp)
+        if sha256 is not None and got != sha256:
+            raise ChecksumError(f"HF {f.hf_repo}@{revision}/{f.hf_file}: sha256 {got} does not match the pinned {sha256}")
+    return got
+
+
+def stage_source(src: Source, *, raw_dir: str | None, download_dir: str | None, download: bool = False,
+                 pins: dict[str, Any] | None = None, allow_unpinned: bool = False,
+                 github_base: str | None = None) -> dict[str, Any]:
+    """Resolve every file of ``src``; returns what the data card records (paths, hashes, origins)."""
+    files: list[dict[str, Any]] = []
+    for f in src.files:
+        revision, sha = pin_of(src, f, pins)
+        origin = origin_of(f, revision)
+        roots = [Path(d) for d in (raw_dir, download_dir) if d]
+        if f.glob:
+            found = next((sorted(r.glob(f.path)) for r in roots if sorted(r.glob(f.path))), [])
+            if not found:
+                raise MissingSourceError(how_to_supply(src, f, raw_dir, download_dir, revision))
+            for p in found:
+                files.append({"path": str(p), "layout": str(p.relative_to(p.parents[len(Path(f.path).parts) - 1])),
+                              "sha256": sha256_file(p), "origin": src.origin, "revision": revision, "pinned": False,
+                              "downloaded": False})
+            continue
+        local = next((r / f.path for r in roots if (r / f.path).is_file()), None)
+        downloaded = False
+        if local is None:
+            if not download or not (f.url or f.hf_repo):
+                raise MissingSourceError(how_to_supply(src, f, raw_dir, download_dir, revision))
+            if not download_dir:
+                raise MissingSourceError(f"source '{src.name}': data.real.download is true but data.real.download_dir "
+                                         "is not set")
+            if sha is None and not allow_unpinned:
+                raise ChecksumError(f"source '{src.name}': {origin} has no pinned sha256, so the download is refused. "
+                                    f"Set data.real.pins.{src.name}.sha256 (and .revision for HF sources), or set "
+                                    "data.real.allow_unpinned: true to accept and record whatever is downloaded.")
+            local = Path(download_dir) / f.path
+            if f.url:
+                url = f.url if github_base is None else f.url.replace(GH, github_base.rstrip("/"), 1)
+                download_http(url, local, sha)
+            else:
+                if revision is None and not allow_unpinned:
+                    raise ChecksumError(f"source '{src.name}': HF {f.hf_repo} has no pinned revision; set "
+                                        f"data.real.pins.{src.name}.revision")
+                download_hf(f, local, revision or "main", sha)
+            downloaded = True
+        got = _check(local, src, f, sha, origin)
+        files.append({"path": str(local), "layout": f.path, "sha256": got, "origin": origin, "revision": revision,
+                      "pinned": sha is not None, "downloaded": downloaded})
+    return {"source": src.name, "role": src.role, "licence": src.licence, "origin_repo": src.origin,
+            "documented_rows": src.rows, "files": files}
+
+
+def is_available(src: Source, raw_dir: str | None, download_dir: str | None, download: bool) -> bool:
+    """True when every file is local, or downloadable and downloads are on (decided before any job runs)."""
+    roots = [Path(d) for d in (raw_dir, download_dir) if d]
+    for f in src.files:
+        if f.glob:
+            if not any(list(r.glob(f.path)) for r in roots):
+                return False
+        elif not any((r / f.path).is_file() for r in roots) and not (download and (f.url or f.hf_repo)):
+            return False
+    return True
+
+
+def staged_paths(staged: dict[str, Any]) -> list[Path]:
+    return [Path(f["path"]) for f in staged["files"]]
+
+
+def env_offline() -> None:
+    """Everything after staging runs offline (HF_HUB_OFFLINE=1)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

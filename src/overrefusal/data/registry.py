@@ -1,0 +1,200 @@
+"""Every real dataset the two papers use: where it comes from, how it is laid out, its licence.
+
+A source is one or more files. Each file has a *layout path*: where it sits under a local mirror
+(``data.raw_dir``, laid out like ``../shared/data``, see its SOURCES.md) and under the download
+directory. It is fetched from one pinned origin:
+
+- ``url``: a GitHub raw URL with the commit in the path (plain HTTP);
+- ``hf``: a Hugging Face dataset repo, file and ``revision`` (``huggingface_hub.hf_hub_download``).
+
+``sha256`` pins the bytes. Where the bytes could not be hashed here (the file is not in the mirror)
+it is ``None`` and a download is refused unless the config supplies the pin
+(``data.real.pins.<source>``) or explicitly allows unpinned downloads; the hash actually seen is
+recorded in the data card either way. Row counts are the documented ones (SOURCES.md, the papers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["train", "eval", "capability"]
+
+GH = "https://raw.githubusercontent.com"
+
+
+@dataclass(frozen=True)
+class RawFile:
+    path: str  # layout path under raw_dir / download_dir
+    url: str | None = None  # GitHub raw URL, commit in the path
+    hf_repo: str | None = None  # HF dataset repo id
+    hf_file: str | None = None
+    revision: str | None = None  # git commit (GitHub) or HF revision; None: must be pinned in the config
+    sha256: str | None = None
+    glob: bool = False  # path is a glob pattern (mirror-only directory sources such as MMLU)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    role: Role
+    files: tuple[RawFile, ...]
+    fmt: str  # parser name in loaders.PARSERS
+    licence: str
+    origin: str  # human-readable origin (repo@commit)
+    rows: int | None  # documented number of raw rows
+    description: str
+    options: dict[str, object] = field(default_factory=dict)
+
+
+def _gh(repo: str, commit: str, path: str) -> str:
+    return f"{GH}/{repo}/{commit}/{path}"
+
+
+ALPACA_MAIN = "761dc5bfbdeeffa89b8bff5d038781a4055f796a"
+ALPACA_PR152 = "5e69c50054c48cd3b919c46d13bb2d92a62f4498"
+STL = "36a4b8d5c2177ed165bf61f59b590161394f7f12"
+HH = "354e5c3cb8960630860dd5774a6ac2a58313bf4d"
+XSTEST = "d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d"
+COCONOT = "25bf77cc668814360405cdb8197c4368205806c7"
+OVERKILL = "9551a7ff7b2cb18d178e64fb5cc95e4684311b3b"
+REFDIR = "9d852fae1a9121c78b29142de733cb1340770cc3"
+ADVLLM_OLD = "a4b57364bc2b0785bd0e6f79eec4948e3991b8b0"
+ADVLLM = "f970939273ea17b491fadf6001fddc36ed3ae3ff"
+JAILBREAK_LLM = "1e490531c0ef4bc13430178bf1fbc8f813e34b1a"
+PHTEST_REV = "4028806c1f41031ddd3d27ca1f284e566548c5d6"  # HF commit "Upload PHTest.csv"
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in [
+        # ------------------------------------------------------------------ training
+        Source("alpaca_5k", "train", (RawFile(
+            "alpaca/alpaca_5000.json", url=_gh("tatsu-lab/stanford_alpaca", ALPACA_PR152, "data/alpaca_5000.json"),
+            revision=ALPACA_PR152, sha256="fc1add24c93c9fbbe585a64a6c9bf6165eb110225f4470efbff382a913558ec0"),),
+            "alpaca_json", "CC-BY-NC-4.0", f"tatsu-lab/stanford_alpaca@{ALPACA_PR152[:12]} (PR #152)", 5000,
+            "5,000-example Alpaca subset (unmerged PR #152); enough for TBR's 1,800"),
+        Source("alpaca", "train", (RawFile(
+            "alpaca/alpaca_data.json", url=_gh("tatsu-lab/stanford_alpaca", ALPACA_MAIN, "alpaca_data.json"),
+            revision=ALPACA_MAIN),),
+            "alpaca_json", "CC-BY-NC-4.0", f"tatsu-lab/stanford_alpaca@{ALPACA_MAIN[:12]}", 52002,
+            "the full Stanford Alpaca release (52,002)"),
+        Source("alpaca_cleaned", "train", (RawFile(
+            "alpaca_cleaned/alpaca_data_cleaned.json", hf_repo="yahma/alpaca-cleaned",
+            hf_file="alpaca_data_cleaned.json"),),
+            "alpaca_json", "CC-BY-4.0", "HF yahma/alpaca-cleaned", 51760, "Alpaca-cleaned (HF yahma/alpaca-cleaned)"),
+        Source("stl_alpaca_small", "train", (RawFile(
+            "safety_tuned_llamas/training/alpaca_small.json",
+            url=_gh("vinid/safety-tuned-llamas", STL, "data/training/alpaca_small.json"), revision=STL),),
+            "alpaca_json", "CC-BY-NC-4.0", f"vinid/safety-tuned-llamas@{STL[:12]}", 20000,
+            "STL's 20k Alpaca-cleaned sample without safety data (DCR's D_general)"),
+        Source("stl_safety", "train", (RawFile(
+            "safety_tuned_llamas/training/safety_only_data_Instructions.json",
+            url=_gh("vinid/safety-tuned-llamas", STL, "data/training/safety_only_data_Instructions.json"), revision=STL,
+            sha256="7dde08acf87f10cf74fd1b76f56538eae8e413ae8e6b09e3f7bcd97769058dbe"),),
+            "alpaca_json", "CC-BY-NC-4.0", f"vinid/safety-tuned-llamas@{STL[:12]}", 2483,
+            "STL safety_only_data: Anthropic red-team questions with GPT-3.5 refusals", {"label": "toxic"}),
+        Source("hh_harmless_test", "train", (RawFile(
+            "hh_rlhf/harmless-base/test.jsonl.gz", url=_gh("anthropics/hh-rlhf", HH, "harmless-base/test.jsonl.gz"),
+            revision=HH, sha256="ebfaaed21162a4de120ae85366075b34425e2a6303fac59b99555002f7016f03"),),
+            "hh_jsonl_gz", "MIT", f"anthropics/hh-rlhf@{HH[:12]}", 2312,
+            "HH-RLHF harmless-base test split: first Human turn = red-team prompt"),
+        Source("hh_harmless_train", "train", (RawFile(
+            "hh_rlhf/harmless-base/train.jsonl.gz", url=_gh("anthropics/hh-rlhf", HH, "harmless-base/train.jsonl.gz"),
+            revision=HH),),
+            "hh_jsonl_gz", "MIT", f"anthropics/hh-rlhf@{HH[:12]}", 42537, "HH-RLHF harmless-base train split"),
+        Source("hh_red_team", "train", (RawFile(
+            "hh_rlhf/red-team-attempts/red_team_attempts.jsonl.gz",
+            url=_gh("anthropics/hh-rlhf", HH, "red-team-attempts/red_team_attempts.jsonl.gz"), revision=HH),),
+            "hh_red_team", "MIT", f"anthropics/hh-rlhf@{HH[:12]}", 38961,
+            "Anthropic red-team attempts (transcripts; first Human turn = attack prompt)"),
+        Source("coconot_pref", "train", (RawFile(
+            "coconot/coconot_pref.jsonl", url=_gh("allenai/noncompliance", COCONOT, "data/coconot_pref.jsonl"),
+            revision=COCONOT, sha256="3b0cddcfb72218b8c32d7c11bfded00174f2f4a3c4edfbc862640fc63f43d9c2"),),
+            "coconot_pref", "MIT", f"allenai/noncompliance@{COCONOT[:12]}", 927,
+            "CoCoNot contrast preference pairs: seemingly toxic prompts with compliant (chosen) answers"),
+        # ------------------------------------------------------------------ over-refusal / control evaluation
+        Source("xstest", "eval", (RawFile(
+            "xstest/xstest_prompts.csv", url=_gh("paul-rottger/exaggerated-safety", XSTEST, "xstest_prompts.csv"),
+            revision=XSTEST, sha256="11783fb294ed017473ee53c207d71f2161c7672c8d0b037501e78387f801cb5a"),),
+            "xstest_csv", "CC-BY-4.0", f"paul-rottger/exaggerated-safety@{XSTEST[:12]}", 450,
+            "XSTest: 250 safe (10 types) + 200 unsafe contrast prompts (8 types)"),
+        Source("coconot_contrast", "eval", (RawFile(
+            "coconot/coconot_contrast_eval.jsonl",
+            url=_gh("allenai/noncompliance", COCONOT, "data/coconot_contrast_eval.jsonl"), revision=COCONOT,
+            sha256="76dccec176743ed656279f2969c51abb68bda94e5fda8397e34ff5638e021d86"),),
+            "coconot_jsonl", "MIT", f"allenai/noncompliance@{COCONOT[:12]}", 379, "CoCoNot contrast set"),
+        Source("oktest", "eval", (RawFile(
+            "oktest/OKTest.csv", url=_gh("InvokerStark/OverKill", OVERKILL, "data/OKTest.csv"), revision=OVERKILL,
+            sha256="1be3e8d3fe6b45a170653da63c8cf70dbf97508a48735e65db0713a44e158860"),),
+            "prompt_csv", "unknown (none stated upstream)", f"InvokerStark/OverKill@{OVERKILL[:12]}", 300, "OKTest"),
+        Source("orbench_hard", "eval", (RawFile(
+            "orbench/or-bench-hard-1k.csv", hf_repo="bench-llm/or-bench", hf_file="or-bench-hard-1k.csv"),),
+            "orbench_csv", "CC-BY-4.0", "HF bench-llm/or-bench", 1319, "OR-Bench-Hard-1K",
+            {"label": "seemingly_toxic"}),
+        Source("orbench_toxic", "eval", (RawFile(
+            "orbench/or-bench-toxic.csv", hf_repo="bench-llm/or-bench", hf_file="or-bench-toxic.csv"),),
+            "orbench_csv", "CC-BY-4.0", "HF bench-llm/or-bench", None, "OR-Bench-Toxic (655 per notes, unverified)",
+            {"label": "toxic"}),
+        Source("phtest", "eval", (RawFile(
+            "phtest/PHTest.csv", hf_repo="furonghuang-lab/PHTest", hf_file="PHTest.csv", revision=PHTEST_REV),),
+            "phtest_csv", "see HF furonghuang-lab/PHTest card", f"HF furonghuang-lab/PHTest@{PHTEST_REV[:12]}", None,
+            "PHTest pseudo-harmful prompts (harmless + controversial)"),
+        # ------------------------------------------------------------------ harmful evaluation
+        Source("advbench", "eval", (RawFile(
+            "advbench/harmful_behaviors.csv", url=_gh("andyrdt/refusal_direction", REFDIR, "dataset/raw/advbench.csv"),
+            revision=REFDIR, sha256="6cd1a5c63c07610d7eb67307772ee5606017ee950b5770ab288a2c487489d3e1"),),
+            "advbench_csv", "MIT", f"andyrdt/refusal_direction@{REFDIR[:12]} (llm-attacks AdvBench)", 520,
+            "AdvBench harmful behaviours"),
+        Source("harmbench", "eval", (RawFile(
+            "harmbench/harmbench_behaviors_text_test.csv",
+            url=_gh("busycalibrating/AdversariaLLM", ADVLLM_OLD, "data/behavior_datasets/harmbench_behaviors_text_test.csv"),
+            revision=ADVLLM_OLD, sha256="75d257b3e7428c52eb7b0154318f455af3e01b09a3794b5e2f3d36054f3c0e29"),),
+            "harmbench_csv", "MIT", f"busycalibrating/AdversariaLLM@{ADVLLM_OLD[:12]} (HarmBench)", 320,
+            "HarmBench text test behaviours (standard: 159)", {"functional_categories": ["standard"]}),
+        Source("jailbreakbench", "eval", (RawFile(
+            "jailbreakbench/jailbreakbench.csv",
+            url=_gh("andyrdt/refusal_direction", REFDIR, "dataset/raw/jailbreakbench.csv"), revision=REFDIR,
+            sha256="45e9a8923b28f547bb372fbaa9af7df8b38c818a80ae50c3bab97704197ff516"),),
+            "jbb_csv", "MIT", f"andyrdt/refusal_direction@{REFDIR[:12]} (JBB-Behaviors harmful)", 100,
+            "JailbreakBench harmful behaviours"),
+        Source("maliciousinstruct", "eval", (RawFile(
+            "maliciousinstruct/MaliciousInstruct.txt",
+            url=_gh("Princeton-SysML/Jailbreak_LLM", JAILBREAK_LLM, "data/MaliciousInstruct.txt"), revision=JAILBREAK_LLM,
+            sha256="a64d69dd1004aac4a23aaff3748fb8f17161893f74db36f45b8bc849eb1bcce5"),),
+            "lines_txt", "unknown (none stated upstream)", f"Princeton-SysML/Jailbreak_LLM@{JAILBREAK_LLM[:12]}", 100,
+            "MaliciousInstruct"),
+        Source("strongreject", "eval", (RawFile(
+            "strongreject/strongreject_dataset.csv",
+            url=_gh("busycalibrating/AdversariaLLM", ADVLLM, "data/behavior_datasets/strongreject_dataset.csv"),
+            revision=ADVLLM, sha256="4dd70357e4ff8b5d0ba5ebafecab5d6dd5633ce8046e3dd1c8bd93e64de44381"),),
+            "strongreject_csv", "MIT", f"busycalibrating/AdversariaLLM@{ADVLLM[:12]} (StrongREJECT)", 313,
+            "StrongREJECT forbidden prompts"),
+        # ------------------------------------------------------------------ capability
+        Source("mmlu", "capability", (RawFile("mmlu/mmlu_test/*_test.csv", glob=True),),
+               "mmlu_csv", "MIT", "hendrycks/test (via zouyingcao/SCANS@9dc20d2f1ce2)", 14042,
+               "MMLU test (57 subjects, no header); mirror only: lay out mmlu/mmlu_test/<subject>_test.csv"),
+    ]
+}
+
+# Which source (and which part of it) each evaluation benchmark reads.
+BENCHMARK_SOURCES: dict[str, tuple[str, dict[str, object]]] = {
+    "xstest_safe": ("xstest", {"label": "safe"}),
+    "xstest_unsafe": ("xstest", {"label": "unsafe"}),
+    "coconot_contrast": ("coconot_contrast", {}),
+    "orbench_hard": ("orbench_hard", {}),
+    "orbench_toxic": ("orbench_toxic", {}),
+    "oktest": ("oktest", {}),
+    "phtest": ("phtest", {}),
+    "advbench": ("advbench", {}),
+    "harmbench": ("harmbench", {}),
+    "jailbreakbench": ("jailbreakbench", {}),
+    "maliciousinstruct": ("maliciousinstruct", {}),
+    "strongreject": ("strongreject", {}),
+}
+
+
+def get_source(name: str) -> Source:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise KeyError(f"unknown data source {name!r}; valid: {', '.join(SOURCES)}") from None

@@ -1,0 +1,91 @@
+"""Determinism, provenance and secrets, on two real tiny-world runs in two scratch copies.
+
+Same config and seed, two different directories (so no output may embed an absolute path), the
+same fake API key in the environment of both: every per-benchmark result JSON must be byte-identical,
+carry full provenance, and nothing under results/, logs/, benchmarks/ or .snakemake/ may contain
+the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline import copy_workflow, snakemake
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+TINY = "tests/fixtures/tiny_config.yaml"
+R = "results/tiny"
+SECRET = "sk-test-0123456789abcdefDETERMINISM"
+SECRET_ENV = {"OPENAI_API_KEY": SECRET, "HF_TOKEN": "hf_" + SECRET}
+SCANNED = ("results", "logs", "benchmarks", ".snakemake")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    # Both copies first, so both runs see the same code; then the same command in each.
+    works = [copy_workflow(tmp_path_factory.mktemp(f"determinism_{name}") / "wf") for name in ("a", "b")]
+    for work in works:
+        proc = snakemake(work, "--cores", "all", "--configfile", TINY, "--until", "judge", env=SECRET_ENV)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return works
+
+
+def _eval_jsons(work: Path) -> dict[str, bytes]:
+    files = sorted(p for p in (work / R).glob("**/eval/*.json") if p.name != "capability.json")
+    return {p.relative_to(work).as_posix(): p.read_bytes() for p in files}
+
+
+def test_per_benchmark_json_is_byte_identical(two_runs: list[Path]) -> None:
+    a, b = (_eval_jsons(w) for w in two_runs)
+    assert a and set(a) == set(b)
+    assert len(a) >= 12  # at least one method x every benchmark
+    differ = [name for name in a if a[name] != b[name]]
+    assert not differ, f"{len(differ)} result files differ between identical runs, e.g. {differ[:5]}"
+
+
+def test_no_absolute_paths_in_results(two_runs: list[Path]) -> None:
+    for work in two_runs:
+        needle = str(work.parent).encode()
+        leaked = [p for p in (work / R).rglob("*") if p.is_file() and needle in p.read_bytes()]
+        assert not leaked, f"outputs embed the run directory {work.parent}: {leaked[:5]}"
+
+
+def test_every_result_records_provenance(two_runs: list[Path]) -> None:
+    work = two_runs[0]
+    manifest = work / R / "data/manifest.json"
+    manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    splits = {k: v["sha256"] for k, v in json.loads(manifest.read_text())["files"].items()}
+    for rel in _eval_jsons(work):
+        result = json.loads((work / rel).read_text())
+        prov = result["provenance"]
+        assert set(prov["git"]) == {"commit", "dirty"}  # None here: the scratch copy has no .git
+        assert re.fullmatch(r"[0-9a-f]{64}", prov["code_sha256"]), rel
+        assert re.fullmatch(r"[0-9a-f]{64}", prov["config_sha256"]), rel
+        assert prov["packages"]["torch"] and prov["packages"]["transformers"] and prov["python"]
+        assert prov["judge_id"] == result["judge_id"] and result["judge_id"] in prov["judges"].values()
+        assert prov["data"]["manifest_sha256"] == manifest_sha and prov["data"]["files_sha256"] == splits
+        # The evaluated checkpoint: the weights generation used, hashed again here.
+        meta = json.loads((work / rel).parent.with_name("generations").joinpath("meta.json").read_text())
+        entry = meta[result["benchmark"]]
+        assert prov["model"]["revision"] == entry["revision"] and re.fullmatch(r"[0-9a-f]{64}", entry["revision"])
+        model_dir = work / entry["model_dir"]
+        assert prov["model"]["weights_sha256"] == {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.glob("*.safetensors"))}
+
+
+def test_api_key_is_never_written(two_runs: list[Path]) -> None:
+    secrets = [s.encode() for s in SECRET_ENV.values()]
+    for work in two_runs:
+        scanned = 0
+        for top in SCANNED:
+            for p in (work / top).rglob("*"):
+                if p.is_file() and not p.is_symlink():
+                    data = p.read_bytes()
+                    scanned += 1
+                    assert not any(s in data for s in secrets), f"{p} contains the API key"
+        assert scanned > 50
