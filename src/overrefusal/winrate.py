@@ -296,23 +296,16 @@ def winrate_client(
     ``base_url: local`` serves :func:`oracle_judge_script` over the prompts' reference answers on
     a loopback port (real HTTP, background thread); every prompt must then have an ``answer``.
     """
-    from .judges.llm import quiet_http_logs
-    from .llm import ChatClient
-    from .llm.server import ScriptedBackend, serve_in_thread
+    from .judges.llm import endpoint_client
 
-    quiet_http_logs()
+    script = None
     if endpoint["base_url"] == "local":
         missing = [p["id"] for p in prompts if p.get("reference_answer") is None]
         if missing:
             raise DataError(f"the local oracle judge needs an 'answer' for every prompt; missing for {missing[:5]}")
         script = oracle_judge_script({p["prompt"]: p["reference_answer"] for p in prompts})
-        with serve_in_thread(ScriptedBackend(script), model_name=endpoint["model"]) as server:
-            with ChatClient.from_config(endpoint, cache_dir, base_url=server.base_url,
-                                        cache_namespace=ORACLE_VERSION) as client:
-                yield client
-    else:
-        with ChatClient.from_config(endpoint, cache_dir) as client:
-            yield client
+    with endpoint_client(endpoint, cache_dir, local_script=script, namespace=ORACLE_VERSION) as client:
+        yield client
 
 
 def judge_summary(endpoint: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,15 +16,7 @@ DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 REMOTE = "https://api.openai.com/v1"
 
 
-@pytest.fixture
-def cfg() -> dict[str, Any]:
-    return copy.deepcopy(DEFAULT)
-
-
-def errors_of(config: dict[str, Any], env: dict[str, str] | None = None) -> str:
-    with pytest.raises(ConfigError) as info:
-        validate_config(config, "cfg", env={} if env is None else env)
-    return str(info.value)
+from tests.unit.test_config import cfg, errors_of  # noqa: E402,F401 - shared fixture and helper
 
 
 def test_default_keeps_string_match_judges_and_local_judges(cfg):

@@ -318,15 +318,26 @@ def judge_client(endpoint: Mapping[str, Any], cache_dir: Any) -> Iterator[Any]:
     port in a background thread (real HTTP) and stops it on exit; its cache entries are
     namespaced by ``TOY_JUDGE_VERSION``. A remote URL reads the key from ``api_key_env``.
     """
+    with endpoint_client(endpoint, cache_dir, local_script=toy_judge_script, namespace=TOY_JUDGE_VERSION) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def endpoint_client(endpoint: Mapping[str, Any], cache_dir: Any, *, local_script: Any,
+                    namespace: str) -> Iterator[Any]:
+    """A client for an endpoint config; ``base_url: local`` serves ``local_script`` over loopback HTTP.
+
+    Shared by the LLM refusal judges and the win-rate judge: the local server runs in a background
+    thread for the duration of the block, and its cache entries live under ``namespace``.
+    """
     from overrefusal.llm import ChatClient
     from overrefusal.llm.server import ScriptedBackend, serve_in_thread
 
     quiet_http_logs()
     if endpoint["base_url"] == "local":
-        with serve_in_thread(ScriptedBackend(toy_judge_script), model_name=endpoint["model"]) as server:
-            client = ChatClient.from_config(endpoint, cache_dir, base_url=server.base_url,
-                                            cache_namespace=TOY_JUDGE_VERSION)
-            with client:
+        with serve_in_thread(ScriptedBackend(local_script), model_name=endpoint["model"]) as server:
+            with ChatClient.from_config(endpoint, cache_dir, base_url=server.base_url,
+                                        cache_namespace=namespace) as client:
                 yield client
     else:
         with ChatClient.from_config(endpoint, cache_dir) as client:
