@@ -9,6 +9,7 @@ rule sft:
     input:
         unpack(get_sft_inputs),
         unpack(get_tracking_inputs),
+        manifest=MANIFEST,
     output:
         model=directory(f"{RESULTS}/{{model}}/{{trained}}/model"),
         metrics=f"{RESULTS}/{{model}}/{{trained}}/sft_metrics.json",

@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from overrefusal.benchmarks import BENCHMARKS
-from overrefusal.config import ConfigError, validate_config
+from overrefusal.config import ConfigError, enabled_methods, enabled_models, validate_config
 from overrefusal.methods import method_params
 from overrefusal.toyworld import CAPABILITY_TASKS
 
@@ -16,11 +16,17 @@ except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
 RESULTS = f"results/{config['name']}"
+MANIFEST = f"{RESULTS}/data/manifest.json"  # the data's identity: an input of every job that records provenance
 LOGS = f"logs/{config['name']}"
 BENCH = f"benchmarks/{config['name']}"
 
-MODELS = list(config["models"])
-METHODS = list(config["methods"])
+# Models and methods in this run: `enabled: false` keeps an entry (a --configfile merge cannot delete
+# one, so a preset switches config.yaml's toy entries off this way) but leaves it out.
+MODELS = enabled_models(config)
+# Models trained from scratch in the pipeline (toy world) vs fetched from the HF hub (paper presets).
+PRETRAIN_MODELS = [m for m in MODELS if config["models"][m]["source"] == "pretrain"]
+HUB_MODELS = [m for m in MODELS if config["models"][m]["source"] == "hub"]
+METHODS = enabled_methods(config)
 EVAL_BENCHMARKS = list(config["eval"]["benchmarks"])
 TRAINED_METHODS = [m for m in METHODS if config["methods"][m]["kind"] != "base"]
 DCR_METHODS = [m for m in METHODS if config["methods"][m]["kind"] == "dcr"]
@@ -41,6 +47,8 @@ wildcard_constraints:
     benchmark="|".join(BENCHMARKS),
     trained="|".join(TRAINED_METHODS) or "NONE",
     dcr_method="|".join(DCR_METHODS) or "NONE",
+    pretrained="|".join(PRETRAIN_MODELS) or "NONE",
+    hub_model="|".join(m for m in HUB_MODELS if not config["models"][m].get("local_dir")) or "NONE",
 
 
 def method_kind(method):
@@ -52,8 +60,22 @@ def params_of(wildcards):
     return method_params(config, wildcards.get("trained") or wildcards.get("method") or wildcards.get("dcr_method"))
 
 
+def base_model_path(model):
+    """Where a model's base checkpoint is: pretrained here, a hub snapshot, or a given local_dir."""
+    spec = config["models"][model]
+    if spec["source"] == "pretrain":
+        return f"{RESULTS}/models/{model}/base"
+    return spec.get("local_dir") or f"resources/models/{model}"
+
+
 def get_base_model(wildcards):
-    return f"{RESULTS}/models/{wildcards.model}/base"
+    return base_model_path(wildcards.model)
+
+
+def get_hub_spec(wildcards):
+    """What a hub snapshot depends on (plain dict): repo, revision, depth and file patterns."""
+    spec = config["models"][wildcards.hub_model]
+    return {k: spec[k] for k in ("repo_id", "revision", "num_layers", "allow_patterns") if k in spec}
 
 
 def get_sft_inputs(wildcards):
@@ -62,7 +84,7 @@ def get_sft_inputs(wildcards):
     start = (
         f"{RESULTS}/{wildcards.model}/{wildcards.trained}/dcr/model"
         if p["kind"] == "dcr"
-        else f"{RESULTS}/models/{wildcards.model}/base"
+        else base_model_path(wildcards.model)
     )
     inputs = {"start": start, "data": [f"{RESULTS}/data/{s}.jsonl" for s in p["sft_data"]]}
     if p["kind"] == "tbr":
@@ -76,16 +98,16 @@ def get_sft_inputs(wildcards):
 def get_eval_model(wildcards):
     """The checkpoint a method is evaluated with: the base model itself for `base`."""
     if method_kind(wildcards.method) == "base":
-        return f"{RESULTS}/models/{wildcards.model}/base"
+        return base_model_path(wildcards.model)
     return f"{RESULTS}/{wildcards.model}/{wildcards.method}/model"
 
 
 def get_arch(wildcards):
-    return config["models"][wildcards.model]["arch"]
+    return config["models"][wildcards.pretrained]["arch"]
 
 
 def get_pretrain_params(wildcards):
-    return config["models"][wildcards.model]["pretrain"]
+    return config["models"][wildcards.pretrained]["pretrain"]
 
 
 def get_template(wildcards):
@@ -270,7 +292,7 @@ def get_real_split_inputs(wildcards):
 
 def get_real_card_inputs(wildcards):
     return {
-        "manifest": f"{RESULTS}/data/manifest.json",
+        "manifest": MANIFEST,
         "staged": [staged_json(s) for s in REAL_PLAN["stage"] if s not in REAL_PLAN["missing"]],
         "reports": [f"{RESULTS}/data/reports/eval_{b}.json" for b in REAL_CHECKED],
     }

@@ -7,7 +7,7 @@ if config["data"]["source"] == "toy":
     rule toy_world:
         output:
             DATA_FILES,
-            manifest=f"{RESULTS}/data/manifest.json",
+            manifest=MANIFEST,
         params:
             toy=config["data"]["toy"],
         log:

@@ -6,6 +6,7 @@
 rule dcr_contrastive:
     input:
         unpack(get_tracking_inputs),
+        manifest=MANIFEST,
         model=get_base_model,
         contrastive=f"{RESULTS}/data/contrastive.jsonl",
     output:

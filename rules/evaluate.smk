@@ -29,7 +29,9 @@ rule generate:
 
 rule judge:
     input:
-        [f"{RESULTS}/{{model}}/{{method}}/generations/{b}.jsonl" for b in EVAL_BENCHMARKS],
+        generations=[f"{RESULTS}/{{model}}/{{method}}/generations/{b}.jsonl" for b in EVAL_BENCHMARKS],
+        meta=f"{RESULTS}/{{model}}/{{method}}/generations/meta.json",  # weights identity, for provenance
+        manifest=MANIFEST,
     output:
         [f"{RESULTS}/{{model}}/{{method}}/eval/{b}.json" for b in EVAL_BENCHMARKS],
     params:
@@ -53,6 +55,7 @@ rule capability:
     input:
         model=get_eval_model,
         data=get_capability_data,
+        manifest=MANIFEST,
     output:
         f"{RESULTS}/{{model}}/{{method}}/eval/capability.json",
     params:
@@ -104,6 +107,7 @@ rule winrate:
         method=f"{RESULTS}/{{model}}/{{compared}}/generations/helpfulness.jsonl",
         reference=f"{RESULTS}/{{model}}/{WINRATE_REFERENCE}/generations/helpfulness.jsonl",
         prompts=WINRATE_PROMPTS,
+        manifest=MANIFEST,
     output:
         f"{RESULTS}/{{model}}/{{compared}}/helpfulness/winrate.json",
     params:

@@ -1,14 +1,15 @@
 # Base models. The toy world trains a tokenizer and a tiny Llama from scratch and saves both in
-# Hugging Face format, so every later stage loads them exactly like a hub checkpoint.
+# Hugging Face format, so every later stage loads them exactly like a hub checkpoint. Paper presets
+# fetch a pinned hub snapshot instead (rule fetch_model, local: run it where there is internet).
 
 
 rule train_tokenizer:
     input:
         DATA_FILES,
     output:
-        directory(f"{RESULTS}/models/{{model}}/tokenizer"),
+        directory(f"{RESULTS}/models/{{pretrained}}/tokenizer"),
     log:
-        f"{LOGS}/{{model}}/train_tokenizer.log",
+        f"{LOGS}/{{pretrained}}/train_tokenizer.log",
     conda:
         "../envs/train.yaml"
     resources:
@@ -20,18 +21,18 @@ rule train_tokenizer:
 
 rule pretrain_base:
     input:
-        tokenizer=f"{RESULTS}/models/{{model}}/tokenizer",
+        tokenizer=f"{RESULTS}/models/{{pretrained}}/tokenizer",
         corpus=f"{RESULTS}/data/pretrain.jsonl",
     output:
-        model=directory(f"{RESULTS}/models/{{model}}/base"),
-        metrics=f"{RESULTS}/models/{{model}}/pretrain_metrics.json",
+        model=directory(f"{RESULTS}/models/{{pretrained}}/base"),
+        metrics=f"{RESULTS}/models/{{pretrained}}/pretrain_metrics.json",
     params:
         arch=get_arch,
         pretrain=get_pretrain_params,
     log:
-        f"{LOGS}/{{model}}/pretrain_base.log",
+        f"{LOGS}/{{pretrained}}/pretrain_base.log",
     benchmark:
-        f"{BENCH}/{{model}}/pretrain_base.tsv"
+        f"{BENCH}/{{pretrained}}/pretrain_base.tsv"
     threads: 1
     conda:
         "../envs/train.yaml"
@@ -45,7 +46,7 @@ rule pretrain_base:
 
 rule toy_teacher:
     input:
-        base=f"{RESULTS}/models/{config['teacher']['from_model']}/base",
+        base=base_model_path(config["teacher"]["from_model"]),
         data=f"{RESULTS}/data/teacher_sft.jsonl",
     output:
         model=directory(f"{RESULTS}/models/teacher/model"),
@@ -68,3 +69,24 @@ rule toy_teacher:
         runtime=60,
     script:
         "../scripts/toy_teacher.py"
+
+
+rule fetch_model:
+    output:
+        model=directory("resources/models/{hub_model}"),
+        record="resources/models/{hub_model}.fetch.json",
+    params:
+        spec=get_hub_spec,
+    log:
+        "logs/fetch_model/{hub_model}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/fetch_model.py"
+
+
+localrules:
+    fetch_model,

@@ -67,7 +67,7 @@ if REAL is not None:
             f"{RESULTS}/data/pretrain.jsonl",
             f"{RESULTS}/data/general_heldout.jsonl",
             [f"{RESULTS}/data/capability/{t}.jsonl" for t in list(REAL.get("capability", {})) + REAL_TOY_CAPABILITY],
-            manifest=f"{RESULTS}/data/manifest.json",
+            manifest=MANIFEST,
             leakage_csv=f"{RESULTS}/tables/leakage.csv",
             leakage_md=f"{RESULTS}/tables/leakage.md",
             leakage_json=f"{RESULTS}/data/leakage.json",

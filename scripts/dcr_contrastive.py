@@ -1,6 +1,7 @@
 """DCR's contrastive refinement stage (rule dcr_contrastive), with refusal tracking."""
 from overrefusal.dcr import train_dcr
 from overrefusal.io import write_json
+from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.records import read_records
 from overrefusal.runtime import rule_context
 from overrefusal.tracking import PROBE_SETS, DCRTrack, build_tracker, disabled_json
@@ -21,6 +22,8 @@ with rule_context(snakemake) as log:  # noqa: F821
     metrics = train_dcr(smk.input.model, smk.output.model, seemingly, toxic, template=smk.params.template,
                         layer=d["layer"], steps=d["steps"], lr=d["lr"], batch_size=d["batch_size"],
                         margin=d["margin"], scale=d["scale"], pooling=d["pooling"], seed=d["seed"], track=track)
+    metrics["provenance"] = rule_provenance(smk, start_model=model_dir_provenance(smk.input.model),
+                                            model=model_dir_provenance(smk.output.model))
     write_json(smk.output.metrics, metrics)
     ident = {"stage": "dcr", "model": smk.wildcards.model, "method": smk.wildcards.dcr_method}
     write_json(smk.output.tracking,

@@ -1,12 +1,11 @@
 """Judge every benchmark's generations into per-benchmark JSON with bootstrap CIs (rule judge)."""
 import contextlib
-from pathlib import Path
 
 from overrefusal.benchmarks import get_benchmark
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.judges import get_judge, is_llm_judge
 from overrefusal.judges.llm import endpoint_summary, judge_client
-from overrefusal.provenance import data_provenance, model_provenance, provenance
+from overrefusal.provenance import model_provenance, rule_provenance
 from overrefusal.runtime import rule_context
 from overrefusal.scoring import score_benchmark, validate_result
 
@@ -20,17 +19,15 @@ with rule_context(snakemake) as log, contextlib.ExitStack() as stack:  # noqa: F
               for n in set(smk.params.judges.values())}
     # The workflow directory (not the package install location) names the code; the generation
     # meta.json (weights sha256) and the data manifest come from the jobs that made the inputs.
-    gen_meta = Path(smk.input[0]).with_name("meta.json")
-    prov = provenance(smk.config, workflow_dir=Path(smk.scriptdir).parent, judges=smk.params.judges,
-                      data=data_provenance(Path("results", smk.config["name"], "data", "manifest.json")))
+    prov = rule_provenance(smk, judges=smk.params.judges)
     if llm:
         prov["llm_judge"] = endpoint_summary(llm)
-    for bench, gen_path, out in zip(smk.params.benchmarks, smk.input, smk.output):
+    for bench, gen_path, out in zip(smk.params.benchmarks, smk.input.generations, smk.output, strict=True):
         judge = judges[smk.params.judges[get_benchmark(bench).suite]]
         result = score_benchmark(read_jsonl(gen_path), bench, judge, bootstrap=smk.params.bootstrap,
                                  reflection_tags=tuple(smk.params.tags))
         result["model"], result["method"] = smk.wildcards.model, smk.wildcards.method
-        result["provenance"] = {**prov, "judge_id": judge.id, "model": model_provenance(gen_meta, bench)}
+        result["provenance"] = {**prov, "judge_id": judge.id, "model": model_provenance(smk.input.meta, bench)}
         validate_result(result)
         write_json(out, result)
         log.info("%s: %s = %s [%s, %s] (judge %s, %d judge errors)", bench, result["metric"], result["value"],

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from overrefusal.io import read_json, write_json
+from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.records import read_records
 from overrefusal.runtime import rule_context
 from overrefusal.sft import build_examples, train_sft
@@ -25,7 +26,9 @@ with rule_context(snakemake) as log:  # noqa: F821
         callbacks.append(RefusalTrackingCallback(tracker, t["every_steps"]))
         log.info("refusal tokens: %s", [(r["id"], r["token"]) for r in tracker.refusal.table])
     metrics = train_sft(smk.input.start, smk.output.model, examples, p["sft"], callbacks=callbacks)
-    write_json(smk.output.metrics, {**metrics, "method": p, "data": stats})
+    prov = rule_provenance(smk, start_model=model_dir_provenance(smk.input.start),
+                           model=model_dir_provenance(smk.output.model))
+    write_json(smk.output.metrics, {**metrics, "method": p, "data": stats, "provenance": prov})
     ident = {"stage": "sft", "model": smk.wildcards.model, "method": smk.wildcards.trained}
     write_json(smk.output.tracking,
                tracker.to_json(**ident, every_steps=t["every_steps"], total_steps=metrics["global_step"],

@@ -1,5 +1,6 @@
 """AlpacaEval-style win rate of one method against the reference, both orders judged (rule winrate)."""
-from overrefusal.io import read_jsonl, write_json
+from overrefusal.io import read_jsonl, sha256_file, write_json
+from overrefusal.provenance import rule_provenance
 from overrefusal.runtime import rule_context
 from overrefusal.winrate import judge_summary, load_prompt_sets, pair_outputs, win_rate, winrate_client
 
@@ -12,7 +13,9 @@ with rule_context(snakemake) as log:  # noqa: F821
         result = win_rate(client, pairs, bootstrap=smk.params.bootstrap)  # raises if the judge stays down
         stats = client.stats()
     result = {"model": smk.wildcards.model, "method": smk.wildcards.compared, "reference": smk.params.reference,
-              "judge": judge_summary(smk.params.judge), **result}
+              "judge": judge_summary(smk.params.judge), **result,
+              "provenance": rule_provenance(smk, generations_sha256={
+                  "method": sha256_file(smk.input.method), "reference": sha256_file(smk.input.reference)})}
     write_json(smk.output[0], result)
     log.info("win rate of %s vs %s: %s [%s, %s] over %d prompts (%d identical, %d judge errors); client: %s",
              smk.wildcards.compared, smk.params.reference, result["win_rate"], result["ci_low"], result["ci_high"],

@@ -79,20 +79,33 @@ def load_schema() -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
+def enabled_models(config: dict[str, Any]) -> list[str]:
+    """The models this run uses: every entry not switched off with ``enabled: false``."""
+    return [m for m, spec in config["models"].items() if spec.get("enabled", True)]
+
+
+def enabled_methods(config: dict[str, Any]) -> list[str]:
+    """The method instances this run trains and evaluates (``enabled: false`` skips one)."""
+    return [m for m, spec in config["methods"].items() if spec.get("enabled", True)]
+
+
 def model_depth(config: dict[str, Any], model: str) -> int | None:
-    """Number of decoder layers, from the arch (toy) or the checkpoint's config.json if present."""
+    """Number of decoder layers: the toy arch's, or the hub entry's ``num_layers`` (checked on fetch)."""
     spec = config["models"][model]
     if "arch" in spec:
         return int(spec["arch"]["num_layers"])
+    if "num_layers" in spec:
+        return int(spec["num_layers"])
     return None
 
 
 def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] | None = None) -> list[str]:
     env = dict(os.environ) if env is None else env
     errs: list[str] = []
-    for name, spec in config["methods"].items():
+    for name in enabled_methods(config):
+        spec = config["methods"][name]
         kind = spec["kind"]
-        bad = set(spec) - {"kind"} - KIND_OPTIONS[kind]
+        bad = set(spec) - {"kind", "enabled"} - KIND_OPTIONS[kind]
         if bad:
             allowed = ", ".join(sorted(KIND_OPTIONS[kind])) or "none"
             errs.append(f"{source}: methods.{name}: option(s) {', '.join(sorted(bad))} do not apply to kind "
@@ -100,19 +113,28 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
         if kind == "dcr":
             layer = spec.get("layer", config["dcr"]["layer"])
             key = f"methods.{name}.layer" if "layer" in spec else "dcr.layer"
-            for model in config["models"]:
+            for model in enabled_models(config):
                 depth = model_depth(config, model)
                 if depth is not None and not 0 <= layer < depth:
                     errs.append(f"{source}: {key}: {layer} is outside the depth of model '{model}', which has "
                                 f"{depth} decoder layers (allowed 0..{depth - 1})")
+    if not enabled_models(config):
+        errs.append(f"{source}: models: every model has enabled: false; enable at least one")
+    errs += _hub_model_errors(config, source)
     if config["teacher"]["from_model"] not in config["models"]:
         errs.append(f"{source}: teacher.from_model: unknown model {config['teacher']['from_model']!r}; "
                     f"valid: {', '.join(config['models'])}")
     uses_external = any(
         s["kind"] == "tbr" and s.get("reflection", config["tbr"]["reflection"]) == "external"
-        for s in config["methods"].values()
+        for s in (config["methods"][m] for m in enabled_methods(config))
     )
     ext = config["tbr"]["external"]
+    teacher = config["teacher"]["from_model"]
+    if uses_external and ext["base_url"] == "local" and teacher in config["models"] and \
+            teacher not in enabled_models(config):
+        errs.append(f"{source}: teacher.from_model: the local toy teacher (tbr.external.base_url: local) is "
+                    f"trained from '{teacher}', which has enabled: false; enable it or point "
+                    "tbr.external.base_url at a real endpoint")
     if uses_external and ext["base_url"] != "local":
         if not (ext["base_url"].startswith("http://") or ext["base_url"].startswith("https://")):
             errs.append(f"{source}: tbr.external.base_url: {ext['base_url']!r} must be 'local' or an http(s) URL")
@@ -130,6 +152,31 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
 
         errs += real_data_errors(config, source)
     errs += judge_and_winrate_errors(config, source, env)
+    return errs
+
+
+def _hub_model_errors(config: dict[str, Any], source: str) -> list[str]:
+    """A hub model's local_dir must exist and agree with num_layers before any job starts."""
+    from .models.hub import HubModelError, config_num_layers
+
+    errs = []
+    for name in enabled_models(config):
+        spec = config["models"][name]
+        local = spec.get("local_dir") if spec["source"] == "hub" else None
+        if not local:
+            continue
+        if not os.path.isdir(local):
+            errs.append(f"{source}: models.{name}.local_dir: {local} is not a directory (unset it to fetch "
+                        f"{spec['repo_id']}@{spec['revision']} with rule fetch_model)")
+            continue
+        try:
+            depth = config_num_layers(local)
+        except HubModelError as exc:
+            errs.append(f"{source}: models.{name}.local_dir: {exc}")
+            continue
+        if depth != spec["num_layers"]:
+            errs.append(f"{source}: models.{name}.num_layers: {spec['num_layers']} disagrees with "
+                        f"{local}/config.json num_hidden_layers={depth}")
     return errs
 
 
@@ -170,9 +217,9 @@ def judge_and_winrate_errors(config: dict[str, Any], source: str, env: dict[str,
             errs += _endpoint_errors(ep, "eval.llm_judge", f"the LLM judge(s) {', '.join(llm)}", source, env)
     wr = config.get("winrate")
     if wr is not None and wr["enabled"]:
-        if wr["reference"] not in config["methods"]:
-            errs.append(f"{source}: winrate.reference: unknown method {wr['reference']!r}; valid: "
-                        f"{', '.join(config['methods'])}")
+        if wr["reference"] not in enabled_methods(config):
+            errs.append(f"{source}: winrate.reference: {wr['reference']!r} is not an enabled method; valid: "
+                        f"{', '.join(enabled_methods(config))}")
         if config["data"]["source"] == "toy":
             for ps in wr["prompts"]:
                 if ps not in TOY_WINRATE_PROMPTS:

@@ -121,3 +121,23 @@ def provenance(config: dict[str, Any], *, workflow_dir: str | Path | None = None
         "python": platform.python_version(),
         **extra,
     }
+
+
+def model_dir_provenance(model_dir: str | Path) -> dict[str, Any]:
+    """Identity of a checkpoint directory: its weights sha256, plus the hub fetch record when the
+    directory is a fetched snapshot (``resources/models/<name>`` beside ``<name>.fetch.json``)."""
+    from .models.loading import weights_sha256
+
+    out: dict[str, Any] = {"weights_sha256": weights_sha256(str(model_dir))}
+    record = _read_json(Path(str(model_dir).rstrip("/") + ".fetch.json"))
+    if isinstance(record, dict):
+        out["hub"] = {k: record.get(k) for k in ("repo_id", "revision", "commit", "pinned")}
+    return out
+
+
+def rule_provenance(smk: Any, **extra: Any) -> dict[str, Any]:
+    """:func:`provenance` for a Snakemake job: the workflow directory's code, the run's config, its
+    data manifest (``input.manifest``, declared so a new manifest reruns the job) and ``extra``."""
+    manifest = getattr(smk.input, "manifest", None)
+    return provenance(smk.config, workflow_dir=Path(smk.scriptdir).parent,
+                      data=data_provenance(manifest) if manifest else None, **extra)

@@ -114,7 +114,11 @@ def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], 
         completion_only_loss=cfg["completion_only_loss"],
         packing=False,
         bf16=cfg["bf16"],
-        gradient_checkpointing=False,
+        # Off unless asked (7B/8B full fine-tuning). Non-reentrant checkpointing also works with LoRA,
+        # where the frozen embeddings' outputs carry no grad for a reentrant recompute to follow.
+        activation_checkpointing=cfg.get("gradient_checkpointing", False),  # transformers 5's name for it
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        optim=cfg.get("optim", "adamw_torch"),
         seed=cfg["seed"],
         data_seed=cfg["seed"],
         logging_steps=cfg["logging_steps"],

@@ -11,6 +11,9 @@ from tests.pipeline import copy_workflow, jobs_in_dry_run, snakemake
 
 pytestmark = pytest.mark.integration
 DATA = default_data_dir()
+# The presets call real APIs (GPT-4 reflections, gpt-4o-mini win rate), whose key is checked before any
+# job starts; these tests build data only, so any value passes that check and no request is made.
+API_ENV = {"OPENAI_API_KEY": "sk-test-not-used"}
 needs_mirror = pytest.mark.skipif(DATA is None or not Path(DATA).is_dir(),
                                   reason="no local data mirror (set OVERREFUSAL_DATA_DIR or provide ../shared/data)")
 
@@ -26,7 +29,7 @@ def test_preset_dry_run_lists_split_jobs(wf, preset):
     raw = Path(DATA).resolve()
     target = f"results/{preset}/data/data_card.md"
     r = snakemake(wf, "-n", target, "--configfile", f"config/presets/{preset}.yaml",
-                  "--config", f"data={{raw_dir: {raw}}}", timeout=300)
+                  "--config", f"data={{raw_dir: {raw}}}", timeout=300, env=API_ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = jobs_in_dry_run(r.stdout)
     assert jobs.get("real_splits") == 1 and jobs.get("real_data_card") == 1
@@ -50,7 +53,7 @@ def test_dcr_missing_sources_fail_with_instructions(wf):
     raw = Path(DATA).resolve()
     r = snakemake(wf, "--cores", "1", "results/dcr_qwen2.5-1.5b/data/staged/stl_alpaca_small.json",
                   "--configfile", "config/presets/dcr_qwen2.5-1.5b.yaml", "--config", f"data={{raw_dir: {raw}}}",
-                  timeout=300)
+                  timeout=300, env=API_ENV)
     assert r.returncode != 0
     log = (wf / "logs" / "dcr_qwen2.5-1.5b" / "data" / "stage_stl_alpaca_small.log").read_text()
     assert "https://raw.githubusercontent.com/vinid/safety-tuned-llamas/36a4b8d" in log

@@ -140,6 +140,22 @@ def test_a_config_change_reruns_only_what_depends_on_it(tiny: Path, override: di
     assert _dry_run_jobs(tiny, override) == expected
 
 
+def test_editing_a_plot_script_reruns_only_that_plot(tiny: Path) -> None:
+    script = tiny / "scripts" / "figure_compliance.py"
+    original = script.read_text()
+    try:
+        script.write_text(original + "# a changed comment is a changed script\n")
+        proc = snakemake(tiny, "-n", "--configfile", TINY)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert jobs_in_dry_run(proc.stdout) == {"figure_compliance": 1, "all": 1}
+    finally:
+        script.write_text(original)
+    # Snakemake also goes by the script's mtime, so restoring the text still reruns the plot, and only it.
+    proc = snakemake(tiny, "--cores", "1", "--configfile", TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert jobs_in_dry_run(snakemake(tiny, "-n", "--configfile", TINY).stdout) == {}
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

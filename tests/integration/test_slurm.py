@@ -150,6 +150,58 @@ def test_sbatch_arguments_per_rule(dry_runs: dict, profile: str) -> None:
             assert "--ntasks=1" in args, (rule, args)
 
 
+PRESETS = {"tbr": "llama-2-7b", "dcr_qwen2.5-1.5b": "qwen2.5-1.5b", "dcr_qwen2.5-7b": "qwen2.5-7b",
+           "dcr_llama3-8b": "llama-3-8b"}
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_paper_preset_dry_run_lists_the_full_dag_with_gpu_resources(preset: str,
+                                                                   tmp_path: Path) -> None:
+    """`snakemake --configfile <preset> --profile slurm -n`: fetch and staging local, training,
+    generation and capability on GPUs, for the preset's hub model, down to the tables."""
+    from overrefusal.config import enabled_methods
+
+    from overrefusal.judge_validation import default_data_dir
+
+    work = copy_workflow(tmp_path / "wf")
+    raw = default_data_dir()  # the mirror when there is one; else every source is named as missing
+    raw_dir = str(Path(raw).resolve()) if raw and Path(raw).is_dir() else "null"
+    proc = snakemake(work, "--profile", "slurm", "-n", "--configfile", f"config/presets/{preset}.yaml",
+                     "--config", f"data={{raw_dir: {raw_dir}}}", timeout=300,
+                     env={"OPENAI_API_KEY": "sk-test-not-used"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = parse_dry_run(proc.stdout)
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_rule.setdefault(job["rule"], []).append(job)
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    _deep_update(cfg, yaml.safe_load((REPO / "config" / "presets" / f"{preset}.yaml").read_text()))
+    methods = enabled_methods(cfg)
+    trained = [m for m in methods if cfg["methods"][m]["kind"] != "base"]
+    assert len(by_rule["fetch_model"]) == 1 and "pretrain_base" not in by_rule and "toy_world" not in by_rule
+    assert len(by_rule["sft"]) == len(trained) and len(by_rule["generate"]) == len(methods)
+    assert len(by_rule.get("dcr_contrastive", [])) == sum(cfg["methods"][m]["kind"] == "dcr" for m in methods)
+    assert {"real_splits", "judge", "tables", "capability"} <= set(by_rule)
+    local = declared_localrules()
+    assert {"fetch_model", "stage_real_source", "tables"} <= local
+    model = PRESETS[preset]
+    for job in jobs:
+        if job["rule"] in local:
+            continue
+        args = sbatch_args(job)
+        if job["rule"] in {"sft", "dcr_contrastive", "generate", "capability", "reflections_internal"}:
+            assert " --gpus=1" in args and job["resources"]["slurm_partition"] == "gpu", (preset, job["rule"], args)
+    assert f"resources/models/{model}" in proc.stdout
+
+
+def _deep_update(a: dict, b: dict) -> None:
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            _deep_update(a[k], v)
+        else:
+            a[k] = v
+
+
 def test_the_two_profiles_differ_only_in_the_gpu_request() -> None:
     gpus = yaml.safe_load((REPO / "slurm/config.yaml").read_text())
     gres = yaml.safe_load((REPO / "slurm-gres/config.yaml").read_text())

@@ -73,7 +73,10 @@ def test_bad_judge_url_and_unknown_endpoint_key(cfg):
 
 def test_winrate_reference_must_be_a_method(cfg):
     cfg["winrate"]["reference"] = "gpt4"
-    assert "winrate.reference: unknown method 'gpt4'; valid: base, no_safety, stl" in errors_of(cfg)
+    assert "winrate.reference: 'gpt4' is not an enabled method; valid: base, no_safety, stl" in errors_of(cfg)
+    cfg["winrate"]["reference"] = "stl"
+    cfg["methods"]["stl"]["enabled"] = False  # a switched-off method cannot be the reference
+    assert "winrate.reference: 'stl' is not an enabled method; valid: base, no_safety, stl_aug" in errors_of(cfg)
 
 
 def test_winrate_remote_judge_needs_a_key_only_when_enabled(cfg):

@@ -362,24 +362,58 @@ def test_plan_names_missing_and_substitutes(tmp_path):
     assert p["splits"]["sft_general"] == {"source": "alpaca_5k", "requested": "alpaca", "substituted": True}
 
 
-def test_presets_validate_and_pins_agree():
-    from overrefusal.config import validate_config
+PRESETS = ("tbr", "dcr_qwen2.5-1.5b", "dcr_qwen2.5-7b", "dcr_llama3-8b")
 
-    base = yaml.safe_load((REPO / "config.yaml").read_text())
-    for preset in ("tbr.yaml", "dcr_qwen2.5-1.5b.yaml"):
-        cfg = copy.deepcopy(base)
-        over = yaml.safe_load((REPO / "config" / "presets" / preset).read_text())
 
-        def merge(a, b):
-            for k, v in b.items():
-                if isinstance(v, dict) and isinstance(a.get(k), dict):
-                    merge(a[k], v)
-                else:
-                    a[k] = v
-        merge(cfg, over)
-        cfg["data"]["raw_dir"] = None
-        cfg["data"]["real"]["download"] = True
+def _merge(a: dict, b: dict) -> dict:
+    """Snakemake's --configfile merge: nested mappings update, everything else replaces."""
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            _merge(a[k], v)
+        else:
+            a[k] = v
+    return a
+
+
+def preset_config(*names: str) -> dict:
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name in names:
+        _merge(cfg, yaml.safe_load((REPO / "config" / "presets" / f"{name}.yaml").read_text()))
+    cfg["data"]["raw_dir"] = None
+    cfg["data"]["real"]["download"] = True
+    return cfg
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_validate_on_hub_models_and_need_the_api_key_up_front(preset):
+    from overrefusal.config import ConfigError, enabled_models, validate_config
+
+    cfg = preset_config(preset)
+    validate_config(cfg, preset, env={"OPENAI_API_KEY": "sk-test"})
+    (model,) = enabled_models(cfg)
+    assert cfg["models"][model]["source"] == "hub" and cfg["models"][model]["template"] == "alpaca"
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
         validate_config(cfg, preset, env={})
+    # the same data on the toy model: local stand-ins, no key needed
+    toy = preset_config(preset, "toy_model")
+    validate_config(toy, preset, env={})
+    assert enabled_models(toy) == ["toy-llama"]
+
+
+def test_dcr_presets_differ_only_in_name_model_and_layer():
+    texts = {}
+    for name in PRESETS[1:]:
+        cfg = yaml.safe_load((REPO / "config" / "presets" / f"{name}.yaml").read_text())
+        assert cfg.pop("name") == name
+        cfg.pop("models")
+        assert 0 < cfg["dcr"].pop("layer")
+        texts[name] = cfg
+    first = texts.pop(PRESETS[1])
+    for name, cfg in texts.items():
+        assert cfg == first, f"{name} drifted from {PRESETS[1]}"
+
+
+def test_data_env_pins_match_requirements():
     req = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
                if "==" in line and not line.startswith("#"))
     env = yaml.safe_load((REPO / "envs" / "data.yaml").read_text())

@@ -99,8 +99,19 @@ def download_http(url: str, dest: Path, sha256: str | None, *, timeout: float = 
 
 def download_hf(f: RawFile, dest: Path, revision: str, sha256: str | None) -> str:
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-    cached = hf_hub_download(repo_id=str(f.hf_repo), filename=str(f.hf_file), repo_type="dataset", revision=revision)
+    try:
+        cached = hf_hub_download(repo_id=str(f.hf_repo), filename=str(f.hf_file), repo_type="dataset",
+                                 revision=revision)
+    except (HfHubHTTPError, EntryNotFoundError) as exc:  # no such repo/revision/file, HTTP error, offline
+        # huggingface_hub's own message is a URL and a status; say what was asked for and how to supply it
+        raise MissingSourceError(
+            f"HF dataset {f.hf_repo} revision {revision}: cannot download {f.hf_file} "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())}). Check the repo, revision and file name "
+            f"(the revision pin is data.real.pins.<source>.revision), or supply the file yourself: "
+            f"huggingface-cli download {f.hf_repo} {f.hf_file} --repo-type dataset --revision {revision} "
+            f"--local-dir {dest.parent}") from exc
     with atomic_path(dest) as tmp:
         shutil.copyfile(cached, tmp)
         got = sha256_file(tmp)
