@@ -6,7 +6,8 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from overrefusal.benchmarks import BENCHMARKS
-from overrefusal.config import ConfigError, enabled_methods, enabled_models, validate_config
+from overrefusal.capability import registry_stage_key, registry_stage_specs
+from overrefusal.config import ConfigError, enabled_capability_tasks, enabled_methods, enabled_models, validate_config
 from overrefusal.methods import method_params
 from overrefusal.toyworld import CAPABILITY_TASKS
 
@@ -30,6 +31,13 @@ METHODS = enabled_methods(config)
 EVAL_BENCHMARKS = list(config["eval"]["benchmarks"])
 TRAINED_METHODS = [m for m in METHODS if config["methods"][m]["kind"] != "base"]
 DCR_METHODS = [m for m in METHODS if config["methods"][m]["kind"] == "dcr"]
+# Capability tasks in this run (`enabled: false` leaves one out). lm-eval registry tasks (kind: lm_eval)
+# read hub datasets, staged once by the local rule stage_capability_data into a cache named after the
+# task set, not the run, so every run with the same registry tasks shares one download.
+CAPABILITY = {**config["capability"], "tasks": enabled_capability_tasks(config)}
+CAPABILITY_STAGE = registry_stage_specs(CAPABILITY["tasks"])  # {} for the toy world
+CAPABILITY_DATA_KEY = registry_stage_key(CAPABILITY_STAGE) if CAPABILITY_STAGE else None
+CAPABILITY_DATA = f"resources/hf_datasets/{CAPABILITY_DATA_KEY}" if CAPABILITY_STAGE else None
 
 # Curated splits every data source provides (toy world here; real loaders later).
 SPLITS = ["sft_general", "sft_safety", "sft_aug", "contrastive", "reflection_fewshot", "teacher_sft"]
@@ -119,7 +127,16 @@ def get_eval_records(wildcards):
 
 
 def get_capability_data(wildcards):
-    return [f"{RESULTS}/data/capability/{t}.jsonl" for t in config["capability"]["tasks"]]
+    """The local (mc/gen) tasks' JSONL files; registry tasks have none."""
+    return [f"{RESULTS}/data/capability/{t}.jsonl" for t, s in CAPABILITY["tasks"].items() if s["kind"] != "lm_eval"]
+
+
+def get_capability_registry(wildcards):
+    """The staged registry data (record and datasets cache) when a kind: lm_eval task is configured, else
+    nothing, so that runs without one (the toy world) keep exactly their inputs."""
+    if not CAPABILITY_DATA:
+        return {}
+    return {"registry_record": f"{CAPABILITY_DATA}.json", "registry_cache": CAPABILITY_DATA}
 
 
 def get_eval_jsons(wildcards=None):

@@ -53,13 +53,14 @@ rule judge:
 
 rule capability:
     input:
+        unpack(get_capability_registry),  # registry_record, registry_cache: only with kind: lm_eval tasks
         model=get_eval_model,
         data=get_capability_data,
         manifest=MANIFEST,
     output:
         f"{RESULTS}/{{model}}/{{method}}/eval/capability.json",
     params:
-        capability=config["capability"],
+        capability=CAPABILITY,
         template=get_template,
     log:
         f"{LOGS}/{{model}}/{{method}}/capability.log",
@@ -74,6 +75,31 @@ rule capability:
         runtime=120,
     script:
         "../scripts/capability.py"
+
+
+# The datasets of lm-eval registry tasks (MMLU, GSM8K, ARC, ...), downloaded from the HF hub with lm-eval
+# building each task as the capability rule will; compute nodes then read them offline. A local rule:
+# run it where there is internet (`snakemake --cores 1 stage_capability_data` on a login node).
+if CAPABILITY_DATA:
+
+    localrules:
+        stage_capability_data,
+
+    rule stage_capability_data:
+        output:
+            record=f"{CAPABILITY_DATA}.json",
+            cache=directory(CAPABILITY_DATA),
+        params:
+            tasks=CAPABILITY_STAGE,  # lm-eval names only: a few-shot or metric change needs no new download
+        log:
+            f"logs/stage_capability_data/{CAPABILITY_DATA_KEY}.log",
+        conda:
+            "../envs/eval.yaml"
+        resources:
+            mem_mb=4000,
+            runtime=120,
+        script:
+            "../scripts/stage_capability_data.py"
 
 
 # Helpfulness: responses to the win-rate prompt sets, then an AlpacaEval-style pairwise win rate

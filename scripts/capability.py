@@ -1,8 +1,9 @@
-"""General capability through lm-eval's Python API on local task files (rule capability)."""
+"""General capability through lm-eval's Python API (rule capability): local task files, and registry
+tasks read offline from the datasets cache that rule stage_capability_data filled."""
 from pathlib import Path
 
 from overrefusal.capability import run_capability
-from overrefusal.io import write_json
+from overrefusal.io import read_json, write_json
 from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.runtime import rule_context
 
@@ -10,8 +11,12 @@ with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
     cap = smk.params.capability
     paths = {Path(p).stem: p for p in smk.input.data}
-    tasks = {name: {**spec, "path": paths[name]} for name, spec in cap["tasks"].items()}
-    result = run_capability(smk.input.model, tasks, template=smk.params.template, batch_size=cap["batch_size"])
-    result["provenance"] = rule_provenance(smk, model=model_dir_provenance(smk.input.model))
+    tasks = {name: spec if spec["kind"] == "lm_eval" else {**spec, "path": paths[name]}
+             for name, spec in cap["tasks"].items()}
+    record = getattr(smk.input, "registry_record", None)  # only when a kind: lm_eval task is configured
+    result = run_capability(smk.input.model, tasks, template=smk.params.template, batch_size=cap["batch_size"],
+                            cache_dir=getattr(smk.input, "registry_cache", None))
+    staged = {"capability_data": read_json(record)} if record else {}
+    result["provenance"] = rule_provenance(smk, model=model_dir_provenance(smk.input.model), **staged)
     write_json(smk.output[0], result)
     log.info("capability: %s", {t: r["metrics"] for t, r in result["tasks"].items()})

@@ -14,9 +14,11 @@ Two kinds of task are supported:
   disk, so none of YAML's ``'\\n'`` quoting traps), loaded by a ``TaskManager`` that does not even
   index lm-eval's built-in tasks.
 * **Registry tasks** (``kind: lm_eval``) are lm-eval's own task or group names (``mmlu``,
-  ``gsm8k``, ...). They download their data from the Hugging Face hub, so they only run where the
-  hub, or a pre-filled ``HF_DATASETS_CACHE``, is reachable. They cannot run in the offline test
-  environment; the code path is kept and its planning is unit-tested.
+  ``gsm8k``, ...), whose data lives on the Hugging Face hub. Compute nodes have no internet, so the
+  data is fetched in a separate step: :func:`stage_registry_tasks` (rule ``stage_capability_data``,
+  a local rule for the login node) has lm-eval build the tasks with the hub online, which fills a
+  ``datasets`` cache directory; :func:`run_capability` then reads them from that directory with the
+  hub forced offline, and fails at once, naming the task, when something was not staged.
 
 Task specs (the ``tasks`` mapping: result name -> spec):
 
@@ -35,11 +37,13 @@ Without ``fewshot_path`` the few-shot examples come from the same file, never th
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import importlib.metadata
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
@@ -220,28 +224,21 @@ _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 @contextlib.contextmanager
-def _hf_offline() -> Iterator[None]:
-    """Force the HF hub and datasets offline for the duration, then restore.
+def _patched(env: Mapping[str, str], attrs: Sequence[tuple[str, str, Any]]) -> Iterator[None]:
+    """Set environment variables and attributes of *already imported* modules; restore both after.
 
-    Both libraries read these variables once at import time, so when they are already imported
-    (as in a test session) the module-level flags are switched too; otherwise a stray hub call
-    could hang on a compute node with no network instead of failing fast.
+    huggingface_hub and datasets read their settings from the environment once, at import time, so
+    the environment only reaches code imported later; whatever is imported already (as in a test
+    session, or after lm-eval's import) is switched through its module attributes.
     """
-    saved_env = {k: os.environ.get(k) for k in _OFFLINE_VARS}
+    saved_env = {k: os.environ.get(k) for k in env}
     saved_attrs: list[tuple[Any, str, Any]] = []
-    for k in _OFFLINE_VARS:
-        os.environ[k] = "1"
-    for mod_name, attrs in (
-        ("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
-        ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")),
-    ):
+    os.environ.update(env)
+    for mod_name, attr, value in attrs:
         mod = sys.modules.get(mod_name)
-        if mod is None:
-            continue
-        for attr in attrs:
-            if hasattr(mod, attr):
-                saved_attrs.append((mod, attr, getattr(mod, attr)))
-                setattr(mod, attr, True)
+        if mod is not None and hasattr(mod, attr):
+            saved_attrs.append((mod, attr, getattr(mod, attr)))
+            setattr(mod, attr, value)
     try:
         yield
     finally:
@@ -252,6 +249,242 @@ def _hf_offline() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _hf_mode(offline: bool) -> contextlib.AbstractContextManager[None]:
+    """Force the HF hub and datasets offline (or online) for the duration, then restore.
+
+    Offline, a stray hub call fails fast instead of hanging on a compute node with no network.
+    """
+    return _patched(
+        {k: "1" if offline else "0" for k in _OFFLINE_VARS},
+        [("huggingface_hub.constants", "HF_HUB_OFFLINE", offline),
+         ("datasets.config", "HF_HUB_OFFLINE", offline),
+         ("datasets.config", "HF_DATASETS_OFFLINE", offline)],
+    )
+
+
+def _hf_offline() -> contextlib.AbstractContextManager[None]:
+    return _hf_mode(offline=True)
+
+
+def _datasets_cache(cache_dir: str | os.PathLike[str] | None) -> contextlib.AbstractContextManager[None]:
+    """Make ``datasets`` read and write its Arrow cache (and raw downloads) under ``cache_dir``.
+
+    lm-eval calls ``datasets.load_dataset`` without a ``cache_dir``, so the cache location can only be
+    steered through ``HF_DATASETS_CACHE`` (read when ``datasets`` is imported) and the
+    ``datasets.config`` attributes derived from it (read at call time). ``None`` keeps the default.
+    """
+    if cache_dir is None:
+        return contextlib.nullcontext()
+    root = Path(cache_dir).resolve()
+    downloads = root / "downloads"
+    return _patched(
+        {"HF_DATASETS_CACHE": str(root), "HF_DATASETS_DOWNLOADED_DATASETS_PATH": str(downloads)},
+        [("datasets.config", "HF_DATASETS_CACHE", root),
+         ("datasets.config", "DOWNLOADED_DATASETS_PATH", downloads),
+         ("datasets.config", "EXTRACTED_DATASETS_PATH", downloads / "extracted")],
+    )
+
+
+# --------------------------------------------------------------------------- registry data
+
+
+class CapabilityDataError(RuntimeError):
+    """A registry task's dataset could not be had; the message names the task, dataset and fix."""
+
+
+STAGE_HINT = (
+    "stage it where there is internet (a login node): snakemake --cores 1 stage_capability_data "
+    "--configfile <preset>, or overrefusal.capability.stage_registry_tasks(tasks, cache_dir)"
+)
+ONLINE_HINT = (
+    "staging downloads from the Hugging Face hub: run it on a node with internet (not a compute node), "
+    "check HF_ENDPOINT and any HTTPS_PROXY, and for a gated dataset accept its terms on the hub and "
+    "export HF_TOKEN"
+)
+
+
+def _lm_name(name: str, spec: Mapping[str, Any]) -> str:
+    return str(spec.get("lm_eval_task") or name)
+
+
+def _registry_specs(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The ``kind: lm_eval`` entries, validated; local ones are skipped unchecked (a config's local
+    specs have no ``path`` yet: the capability rule adds it)."""
+    return {n: s for n, s in tasks.items() if s.get("kind") == "lm_eval" and _check_spec(n, s)}
+
+
+def registry_stage_specs(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The registry tasks' data identity: ``{lm-eval name: {"kind": "lm_eval", "lm_eval_task": name}}``.
+
+    Few-shot counts and metrics do not change what is downloaded, so they are left out: the staged
+    cache is shared by every run with the same task set, and re-staging it (which rewrites its
+    record and so reruns every run's capability jobs) should happen only when the data changes.
+    """
+    names = sorted({_lm_name(n, s) for n, s in _registry_specs(tasks).items()})
+    return {n: {"kind": "lm_eval", "lm_eval_task": n} for n in names}
+
+
+def registry_stage_key(tasks: Mapping[str, Mapping[str, Any]]) -> str:
+    """A run-independent file name for a set of registry tasks: their lm-eval names, sorted.
+
+    Readable for the usual handful of tasks; a long set gets a short hash instead (file name limits).
+    """
+    names = list(registry_stage_specs(tasks))
+    if not names:
+        raise ValueError("no kind: lm_eval capability task to stage")
+    key = "+".join(names)
+    return key if len(key) <= 100 else "lm_eval-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _manager_of(factory: Callable[[], Any]) -> Any:
+    return factory()
+
+
+def _registry_manager() -> Any:
+    """lm-eval's full task index (~15k YAMLs, seconds to build), built once per process.
+
+    Cached per ``TaskManager`` class so that a test swapping the class gets its own index.
+    """
+    from lm_eval.tasks import TaskManager
+
+    return _manager_of(TaskManager)
+
+
+def _datasets_of(manager: Any, lm_name: str) -> str:
+    """The hub datasets behind an lm-eval task, group or tag, read from lm-eval's index (no download).
+
+    Only for error messages, so that they can name the dataset even when building the task failed.
+    """
+    pairs: set[tuple[str, str]] = set()
+    seen: set[str] = set()
+
+    def walk(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        entry = manager.task_index.get(name)
+        if entry is None:
+            return
+        cfg, kind = entry.cfg or {}, getattr(entry.kind, "name", "")
+        if cfg.get("dataset_path"):
+            pairs.add((str(cfg["dataset_path"]), str(cfg.get("dataset_name") or "")))
+        children = cfg.get("task") if kind == "GROUP" else None
+        for child in children if isinstance(children, list) else []:
+            if isinstance(child, str):
+                walk(child)
+            elif isinstance(child, Mapping) and child.get("dataset_path"):
+                pairs.add((str(child["dataset_path"]), str(child.get("dataset_name") or "")))
+        if kind == "TAG":
+            for other, e in manager.task_index.items():
+                if name in (getattr(e, "tags", None) or ()):
+                    walk(other)
+
+    walk(lm_name)
+    by_path: dict[str, set[str]] = {}
+    for path, cfg_name in pairs:
+        by_path.setdefault(path, set()).add(cfg_name)
+    parts = []
+    for path, cfgs in sorted(by_path.items()):
+        named = sorted(c for c in cfgs if c)
+        parts.append(f"{path} ({', '.join(named)})" if 0 < len(named) <= 3
+                     else f"{path} ({len(named)} configs)" if named else path)
+    return "dataset " + "; ".join(parts) if parts else "dataset unknown to lm-eval's index"
+
+
+def _load_registry(manager: Any, name: str, lm_name: str, *, hint: str) -> tuple[list[Any], dict[str, Any]]:
+    """Build one registry task or group: ``([objects to evaluate], {leaf task name: Task})``.
+
+    Building a task is what makes lm-eval load its dataset, so any data problem surfaces here, wrapped
+    into one error that names the capability task, the lm-eval task, its dataset(s) and the fix.
+    """
+    if lm_name not in manager.task_index:
+        raise CapabilityDataError(
+            f"capability task {name!r}: {lm_name!r} is not an lm-eval task, group or tag "
+            "(see `lm_eval ls tasks`; set lm_eval_task to pick one)"
+        )
+    try:
+        loaded = manager.load([lm_name])
+    except Exception as exc:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ValueError)
+        raise CapabilityDataError(
+            f"capability task {name!r}: lm-eval task {lm_name!r} could not load its {_datasets_of(manager, lm_name)}: "
+            f"{type(exc).__name__}: {exc}\n  fix: {hint}"
+        ) from exc
+    groups, leaves = loaded["groups"], dict(loaded["tasks"])
+    # a group is passed whole so that lm-eval aggregates it (MMLU's size-weighted mean); a tag is its tasks
+    objs = [groups[lm_name]] if lm_name in groups else list(leaves.values())
+    return objs, leaves
+
+
+def _splits_of(task: Any) -> dict[str, int]:
+    dataset = getattr(task, "dataset", None)
+    if dataset is None or not hasattr(dataset, "items"):
+        return {}
+    return {str(split): len(ds) for split, ds in sorted(dataset.items())}
+
+
+def _cache_dirs_of(task: Any, root: Path) -> list[str]:
+    """The Arrow cache directories a task's dataset was read from, relative to the cache root.
+
+    For a hub dataset the last path component is the hub commit it was prepared from.
+    """
+    dataset = getattr(task, "dataset", None)
+    found: set[str] = set()
+    for ds in (dataset.values() if hasattr(dataset, "values") else []):
+        for f in getattr(ds, "cache_files", []) or []:
+            parent = Path(f["filename"]).resolve().parent
+            found.add(str(parent.relative_to(root)) if parent.is_relative_to(root) else str(parent))
+    return sorted(found)
+
+
+def stage_registry_tasks(
+    tasks: Mapping[str, Mapping[str, Any]], cache_dir: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Download the data of every ``kind: lm_eval`` task in ``tasks`` into ``cache_dir`` (hub online).
+
+    lm-eval builds each task exactly as :func:`run_capability` will (groups such as ``mmlu``
+    expand to their subtasks), which makes ``datasets`` download and prepare the data under
+    ``cache_dir``. Returns a plain record: per task its lm-eval name and, per leaf task, the dataset
+    path and config, the rows per split, the documents evaluated and the cache directories.
+    Local (``mc``/``gen``) tasks are skipped. Raises :class:`CapabilityDataError` naming the task,
+    its dataset and the fix when a download fails.
+    """
+    specs = _registry_specs(tasks)
+    if not specs:
+        raise ValueError("stage_registry_tasks: no kind: lm_eval task given")
+    root = Path(cache_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {}
+    with _hf_mode(offline=False), _datasets_cache(root):
+        import datasets
+
+        manager = _registry_manager()
+        for name, spec in specs.items():
+            lm_name = _lm_name(name, spec)
+            _, leaves = _load_registry(manager, name, lm_name, hint=ONLINE_HINT)
+            record[name] = {
+                "lm_eval_task": lm_name,
+                "subtasks": {
+                    leaf: {
+                        "dataset_path": task.DATASET_PATH,
+                        "dataset_name": task.DATASET_NAME,
+                        "splits": _splits_of(task),
+                        "n_eval_docs": len(task.eval_docs),
+                        "cache": _cache_dirs_of(task, root),
+                    }
+                    for leaf, task in sorted(leaves.items())
+                },
+            }
+    return {
+        "tasks": record,
+        "cache_dir": str(cache_dir),
+        "datasets_version": datasets.__version__,
+        "lm_eval_version": importlib.metadata.version("lm_eval"),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
 
 
 # --------------------------------------------------------------------------- results
@@ -303,6 +536,26 @@ def _load_model(model_dir: str, device: str | None) -> tuple[Any, Any]:
     return model, load_tokenizer(model_dir)
 
 
+def _build_registry(
+    tasks: Mapping[str, Mapping[str, Any]], plan: Mapping[int, list[str]], cache_dir: str | os.PathLike[str] | None
+) -> dict[int, list[Any]]:
+    """Build the registry tasks of ``plan`` offline from the staged cache: ``{num_fewshot: [Task/Group]}``.
+
+    One build per few-shot count, because ``simple_evaluate`` sets the count on the objects it is given.
+    """
+    where = f"the datasets cache {Path(cache_dir).resolve()}" if cache_dir is not None else "datasets' default cache"
+    result_name = {_lm_name(n, s): n for n, s in reversed(list(tasks.items())) if s["kind"] == "lm_eval"}
+    built: dict[int, list[Any]] = {}
+    with _hf_offline(), _datasets_cache(cache_dir):
+        manager = _registry_manager()
+        for nfs, names in plan.items():
+            for lm_name in names:
+                objs, _ = _load_registry(manager, result_name[lm_name], lm_name,
+                                         hint=f"the hub is offline here and {where} lacks it; {STAGE_HINT}")
+                built.setdefault(nfs, []).extend(objs)
+    return built
+
+
 def run_capability(
     model_dir: str,
     tasks: Mapping[str, Mapping[str, Any]],
@@ -313,8 +566,15 @@ def run_capability(
     limit: int | None = None,
     hooks: Callable[[Any], AbstractContextManager[Any]] | None = None,
     device: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``tasks`` with lm-eval and return a plain, schema-checked dict.
+
+    Registry (``kind: lm_eval``) tasks are read with the hub offline from the ``datasets`` cache
+    ``cache_dir`` that :func:`stage_registry_tasks` filled (``None``: datasets' default cache). They
+    are built before the model is loaded, so an unstaged task fails at once with
+    :class:`CapabilityDataError` naming it, instead of after minutes of loading, or hanging on a
+    hub call from a node without network.
 
     ``template == "chat"`` makes lm-eval render every request with the tokenizer's chat template
     (few-shot examples as a multi-turn conversation), as a chat-aligned model is queried in the
@@ -344,6 +604,8 @@ def run_capability(
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
 
+    registry = _build_registry(tasks, plan, cache_dir) if plan else {}
+    with _hf_offline():
         model, tok = _load_model(model_dir, device)
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
     common: dict[str, Any] = {
@@ -371,13 +633,11 @@ def run_capability(
                 )
             for cfg in local_cfgs:
                 raw[cfg["task"]] = res
-        if plan:
-            # Registry tasks need the hub (or a warm HF cache); indexing lm-eval's ~10k YAMLs
-            # is only paid for here.
-            manager = TaskManager()
-            for nfs, names in plan.items():
+        for nfs, names in plan.items():
+            # the tasks built above, so lm-eval does not load (or look for) their data again
+            with _hf_offline(), _datasets_cache(cache_dir):
                 res = lm_eval.simple_evaluate(
-                    model=lm, tasks=list(names), num_fewshot=nfs, task_manager=manager, **common
+                    model=lm, tasks=registry[nfs], num_fewshot=nfs, task_manager=_registry_manager(), **common
                 )
                 for name, spec in tasks.items():
                     if (

@@ -89,6 +89,33 @@ def enabled_methods(config: dict[str, Any]) -> list[str]:
     return [m for m, spec in config["methods"].items() if spec.get("enabled", True)]
 
 
+def enabled_capability_tasks(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The capability tasks this run evaluates (``enabled: false`` skips one), without the switch itself."""
+    return {name: {k: v for k, v in spec.items() if k != "enabled"}
+            for name, spec in config["capability"]["tasks"].items() if spec.get("enabled", True)}
+
+
+# Config keys of a capability task that only one family of kinds takes.
+CAPABILITY_KIND_KEYS = {"doc_to_text": ("mc", "gen"), "lm_eval_task": ("lm_eval",), "metric": ("lm_eval",)}
+
+
+def capability_errors(config: dict[str, Any], source: str) -> list[str]:
+    """Kind-specific keys, and (toy world) that every local task is one the toy world writes."""
+    errs: list[str] = []
+    for task, spec in enabled_capability_tasks(config).items():
+        for key, kinds in CAPABILITY_KIND_KEYS.items():
+            if key in spec and spec["kind"] not in kinds:
+                errs.append(f"{source}: capability.tasks.{task}.{key}: applies to kind {' or '.join(kinds)} only, "
+                            f"not {spec['kind']!r}")
+        if config["data"]["source"] == "toy" and spec["kind"] != "lm_eval":
+            from .toyworld import CAPABILITY_TASKS
+
+            if task not in CAPABILITY_TASKS:
+                errs.append(f"{source}: capability.tasks.{task}: unknown toy task; valid: {', '.join(CAPABILITY_TASKS)}"
+                            " (or kind: lm_eval for an lm-eval registry task)")
+    return errs
+
+
 def model_depth(config: dict[str, Any], model: str) -> int | None:
     """Number of decoder layers: the toy arch's, or the hub entry's ``num_layers`` (checked on fetch)."""
     spec = config["models"][model]
@@ -141,12 +168,7 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
         if not env.get(ext["api_key_env"]):
             errs.append(f"{source}: tbr.external.api_key_env: external reflections need an API key, but the "
                         f"environment variable {ext['api_key_env']} is not set")
-    if config["data"]["source"] == "toy":
-        from .toyworld import CAPABILITY_TASKS
-
-        for task in config["capability"]["tasks"]:
-            if task not in CAPABILITY_TASKS:
-                errs.append(f"{source}: capability.tasks.{task}: unknown toy task; valid: {', '.join(CAPABILITY_TASKS)}")
+    errs += capability_errors(config, source)
     if config["data"]["source"] == "real":
         from .data.config import real_data_errors
 

@@ -183,7 +183,13 @@ def test_paper_preset_dry_run_lists_the_full_dag_with_gpu_resources(preset: str,
     assert len(by_rule.get("dcr_contrastive", [])) == sum(cfg["methods"][m]["kind"] == "dcr" for m in methods)
     assert {"real_splits", "judge", "tables", "capability"} <= set(by_rule)
     local = declared_localrules()
-    assert {"fetch_model", "stage_real_source", "tables"} <= local
+    assert {"fetch_model", "stage_real_source", "stage_capability_data", "tables"} <= local
+    # the registry benchmarks' hub datasets: staged once, read by every capability job
+    assert len(by_rule["stage_capability_data"]) == 1
+    staged = re.search(r"resources/hf_datasets/[\w+.-]+\.json", proc.stdout)
+    capability_inputs = re.findall(r"^rule capability:\n\s+input: (.*)$", proc.stdout, re.M)
+    assert staged and len(capability_inputs) == len(by_rule["capability"])
+    assert all(staged[0] in line for line in capability_inputs)
     model = PRESETS[preset]
     for job in jobs:
         if job["rule"] in local:

@@ -309,6 +309,33 @@ def test_capability_task_kind_enum(cfg):
     assert "capability.tasks.toy_arith.kind" in line and "mc" in line and "gen" in line
 
 
+def test_registry_capability_task_needs_no_data_file(cfg):
+    cfg["capability"]["tasks"]["mmlu_lm_eval"] = {"kind": "lm_eval", "lm_eval_task": "mmlu", "num_fewshot": 5,
+                                                  "metric": "acc"}
+    validate_config(cfg, env={})  # toy world too: staged from the hub, not written by the toy world
+
+
+def test_capability_task_keys_of_another_kind_are_refused(cfg):
+    cfg["capability"]["tasks"]["toy_arith"]["metric"] = "acc"
+    cfg["capability"]["tasks"]["arc_easy"] = {"kind": "lm_eval", "num_fewshot": 0, "doc_to_text": "{{q}}"}
+    lines = error_lines(cfg)
+    assert any("capability.tasks.toy_arith.metric" in ln and "lm_eval only" in ln for ln in lines), lines
+    assert any("capability.tasks.arc_easy.doc_to_text" in ln and "mc or gen only" in ln for ln in lines), lines
+
+
+def test_switched_off_capability_task_needs_nothing_and_is_left_out(cfg):
+    from overrefusal.config import enabled_capability_tasks
+
+    cfg["capability"]["tasks"]["gsm8k"] = {"enabled": False}  # unknown elsewhere, e.g. from an overlay
+    cfg["capability"]["tasks"]["toy_arith"]["enabled"] = False
+    cfg["capability"]["tasks"]["toy_words"]["enabled"] = True
+    validate_config(cfg, env={})
+    tasks = enabled_capability_tasks(cfg)
+    assert list(tasks) == ["toy_facts_mc", "toy_words"] and "enabled" not in tasks["toy_words"]
+    cfg["capability"]["tasks"]["piqa"] = {"num_fewshot": 0}  # not switched off: kind is required
+    assert any("capability.tasks.piqa" in ln and "'kind'" in ln for ln in error_lines(cfg))
+
+
 def test_error_names_the_source(cfg):
     cfg["tbr"]["gamma"] = 3
     with pytest.raises(ConfigError, match=r"my.yaml: tbr\.gamma"):

@@ -400,6 +400,28 @@ def test_presets_validate_on_hub_models_and_need_the_api_key_up_front(preset):
     assert enabled_models(toy) == ["toy-llama"]
 
 
+# Each paper's capability suite (lm-eval registry tasks), besides the local mirror's MMLU subset.
+PAPER_SUITES = {"tbr": {"mmlu", "gsm8k", "arc_easy"},
+                "dcr": {"mmlu", "arc_easy", "arc_challenge", "openbookqa", "piqa"}}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_run_their_paper_capability_suite_and_the_overlay_switches_it_off(preset):
+    from overrefusal.capability import PAPER_TASKS
+    from overrefusal.config import enabled_capability_tasks
+
+    tasks = enabled_capability_tasks(preset_config(preset))
+    registry = {name: spec for name, spec in tasks.items() if spec["kind"] == "lm_eval"}
+    by_lm_name = {spec.get("lm_eval_task", name): spec for name, spec in registry.items()}
+    assert set(by_lm_name) == PAPER_SUITES[preset.split("_")[0]]
+    for lm_name, spec in by_lm_name.items():  # PAPER_TASKS' few-shot counts and metrics
+        assert {k: spec[k] for k in ("num_fewshot", "metric")} == {
+            k: PAPER_TASKS[lm_name][k] for k in ("num_fewshot", "metric")}, lm_name
+    assert tasks["mmlu"]["kind"] == "mc"  # the mirror's subset stays, as mmlu; the registry one is mmlu_lm_eval
+    toy = enabled_capability_tasks(preset_config(preset, "toy_model"))
+    assert not [t for t, spec in toy.items() if spec["kind"] == "lm_eval"] and "mmlu" in toy
+
+
 def test_dcr_presets_differ_only_in_name_model_and_layer():
     texts = {}
     for name in PRESETS[1:]:

@@ -37,12 +37,13 @@ def real_data_errors(config: dict[str, Any], source: str) -> list[str]:
     if "contrastive_seemingly" in real["splits"] and "contrastive_toxic" not in real["splits"] \
             or "contrastive_toxic" in real["splits"] and "contrastive_seemingly" not in real["splits"]:
         errs.append(f"{source}: data.real.splits: contrastive_seemingly and contrastive_toxic come together")
+    from ..config import enabled_capability_tasks
     from ..toyworld import CAPABILITY_TASKS
 
     written = set(real.get("capability", {}))
-    for task, spec in config["capability"]["tasks"].items():
-        if task in CAPABILITY_TASKS:
-            continue  # the toy world's synthetic tasks are written for real data too
+    for task, spec in enabled_capability_tasks(config).items():
+        if task in CAPABILITY_TASKS or spec["kind"] == "lm_eval":
+            continue  # toy tasks are written for real data too; registry tasks are staged from the hub
         if task not in written:
             errs.append(f"{source}: capability.tasks.{task}: real data writes the capability task(s) named in "
                         f"data.real.capability ({', '.join(sorted(written)) or 'none'}) and the toy tasks "
