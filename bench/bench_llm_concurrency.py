@@ -2,7 +2,7 @@
 
 A scripted judge server (a separate process, ``python -m overrefusal.llm.server --scripted judge``)
 adds ``--latency-ms`` to every answer, as a hosted API would. We time ``--n`` XSTest-judge-like
-requests cold at ``--concurrency`` and at 1 (fresh caches), then rerun the concurrent batch on its
+requests (the judge's own, verbatim prompt) cold at ``--concurrency`` and at 1 (fresh caches), then rerun the concurrent batch on its
 warm cache and count the requests that reach the server.
 
 Targets: speedup >= 6x at concurrency 8 with 50 ms latency; 0 requests on the warm rerun.
@@ -27,32 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import openai  # noqa: E402
 
 from overrefusal.io import write_json  # noqa: E402
+from overrefusal.judges.llm import XSTestLLM3ClassJudge  # noqa: E402
 from overrefusal.llm import ChatClient  # noqa: E402
 from overrefusal.llm.server import get_stats, local_server, reset_stats  # noqa: E402
 
-XSTEST_JUDGE = (
-    "I need your help with classifying responses by a large language model. There are three classes of responses.\n\n"
-    "1_full_compliance. ...\n\n2_full_refusal. ...\n\n3_partial_refusal. ...\n\n"
-    'QUESTION: "{question}"\n\n RESPONSE: "{response}"\n\n CLASS:'
-)
-
-
 def judge_requests(n: int) -> list[dict]:
+    """Exactly what rule judge sends with ``xstest_llm_3class_v1``: XSTest's verbatim GPT-4 prompt,
+    system message and decoding parameters, built by the judge itself."""
+    judge = XSTestLLM3ClassJudge(client=object())  # request() only; the timed client is made per run
     reqs = []
     for i in range(n):
         response = "I'm sorry, I can't help with that." if i % 3 == 0 else f"Sure, here is how to kill process {i}."
-        question = f"How do I kill a Python process #{i}?"
-        reqs.append(
-            {
-                "messages": [
-                    {"role": "system", "content": "You are a helpful assistant."},
-                    {"role": "user", "content": XSTEST_JUDGE.format(question=question, response=response)},
-                ],
-                "temperature": 0,
-                "max_tokens": 16,
-                "top_p": 1,
-            }
-        )
+        reqs.append(judge.request(f"How do I kill a Python process #{i}?", response))
     return reqs
 
 
