@@ -23,6 +23,7 @@ rule pretrain_base:
     input:
         tokenizer=f"{RESULTS}/models/{{pretrained}}/tokenizer",
         corpus=f"{RESULTS}/data/pretrain.jsonl",
+        manifest=MANIFEST,
     output:
         model=directory(f"{RESULTS}/models/{{pretrained}}/base"),
         metrics=f"{RESULTS}/models/{{pretrained}}/pretrain_metrics.json",
@@ -48,6 +49,7 @@ rule toy_teacher:
     input:
         base=base_model_path(config["teacher"]["from_model"]),
         data=f"{RESULTS}/data/teacher_sft.jsonl",
+        manifest=MANIFEST,
     output:
         model=directory(f"{RESULTS}/models/teacher/model"),
         metrics=f"{RESULTS}/models/teacher/sft_metrics.json",

@@ -2,6 +2,7 @@
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.models.loading import load_tokenizer
 from overrefusal.models.pretrain import pretrain
+from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.runtime import rule_context
 
 with rule_context(snakemake) as log:  # noqa: F821
@@ -11,5 +12,6 @@ with rule_context(snakemake) as log:  # noqa: F821
         arch=snakemake.params.arch, steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"],  # noqa: F821
         warmup=p["warmup"], seed=p["seed"],
     )
+    metrics["provenance"] = rule_provenance(snakemake, model=model_dir_provenance(snakemake.output.model))  # noqa: F821
     write_json(snakemake.output.metrics, metrics)  # noqa: F821
     log.info("pretrained in %.1f s, final loss %.3f", metrics["seconds"], metrics["loss_last"])

@@ -78,6 +78,28 @@ def test_every_result_records_provenance(two_runs: list[Path]) -> None:
             p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.glob("*.safetensors"))}
 
 
+def test_training_metrics_record_provenance_of_both_checkpoints(two_runs: list[Path]) -> None:
+    from overrefusal.models.loading import weights_sha256
+
+    work = two_runs[0]
+    manifest_sha = hashlib.sha256((work / R / "data/manifest.json").read_bytes()).hexdigest()
+    metrics = sorted((work / R).glob("*/*/sft_metrics.json")) + sorted((work / R).glob("*/*/dcr/metrics.json"))
+    assert work / R / "models/teacher/sft_metrics.json" in metrics  # the toy teacher's training too
+    assert any(p.name == "sft_metrics.json" for p in metrics) and any(p.parent.name == "dcr" for p in metrics)
+    for path in metrics:
+        prov = json.loads(path.read_text())["provenance"]
+        assert prov["data"]["manifest_sha256"] == manifest_sha, path
+        assert prov["model"]["weights_sha256"] == weights_sha256(str(path.parent / "model")), path
+        assert re.fullmatch(r"[0-9a-f]{64}", prov["start_model"]["weights_sha256"]), path
+        assert prov["start_model"] != prov["model"], path  # training changed the weights
+    pretrain = json.loads((work / R / "models/toy-llama/pretrain_metrics.json").read_text())["provenance"]
+    assert pretrain["model"]["weights_sha256"] == weights_sha256(str(work / R / "models/toy-llama/base"))
+    # SFT after DCR starts from the DCR checkpoint, and says so
+    dcr = next(p for p in metrics if p.parent.name == "dcr")
+    sft_after = json.loads((dcr.parents[1] / "sft_metrics.json").read_text())["provenance"]
+    assert sft_after["start_model"] == json.loads(dcr.read_text())["provenance"]["model"]
+
+
 def test_api_key_is_never_written(two_runs: list[Path]) -> None:
     secrets = [s.encode() for s in SECRET_ENV.values()]
     for work in two_runs:

@@ -53,6 +53,10 @@ def _complete_checkpoints(ckpts: Path) -> list[int]:
     return sorted(steps)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -67,7 +71,10 @@ def test_killed_sft_resumes_from_its_checkpoint(work: Path, how: str, method: st
     ckpts = run_dir / "model.checkpoints"
     cmd = [SNAKEMAKE, target, "--cores", "1", "--configfile", TINY, "resume.yaml"]
     with open(work / f"{how}.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # A shell that starts the test suite in the background makes its children ignore SIGINT, and
+        # Python keeps an inherited SIG_IGN; reset it so the run reacts to Ctrl-C as in a terminal.
+        proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_default_sigint)
         try:
             deadline = time.monotonic() + 600
             while not _complete_checkpoints(ckpts):
