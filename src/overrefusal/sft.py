@@ -118,7 +118,7 @@ def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], 
         # where the frozen embeddings' outputs carry no grad for a reentrant recompute to follow.
         activation_checkpointing=cfg.get("gradient_checkpointing", False),  # transformers 5's name for it
         activation_checkpointing_kwargs={"use_reentrant": False},
-        optim=cfg.get("optim", "adamw_torch"),
+        optim=cfg.get("optim", "adamw_torch_fused"),  # transformers 5's default, pinned
         seed=cfg["seed"],
         data_seed=cfg["seed"],
         logging_steps=cfg["logging_steps"],
