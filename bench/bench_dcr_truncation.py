@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -31,6 +30,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from overrefusal import dcr
+from overrefusal.io import write_json
 
 
 def build(args: argparse.Namespace) -> tuple[LlamaForCausalLM, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{r['layer']:>5} {r['truncated']['mean_ms']:>9.1f} {r['naive']['mean_ms']:>9.1f} "
               f"{r['ratio']:>6.3f} {r['target']:>6.3f}  {'yes' if r['meets_target'] else 'NO'}")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_json(args.out, result)
     return result
 
 

@@ -39,6 +39,8 @@ from typing import Any
 
 import yaml
 
+from overrefusal.io import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("full", "lora")
 
@@ -205,8 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{s['ru_maxrss_mb']:>13.1f} {s['state_mb']:>12.2f}")
     print("lora/full: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items() if v is not None))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_json(args.out, result)
     return result
 
 

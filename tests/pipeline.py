@@ -42,3 +42,23 @@ def jobs_in_dry_run(stdout: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def merge_config(base: dict, over: dict) -> dict:
+    """Snakemake's ``--configfile`` merge: nested mappings update, everything else replaces."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge_config(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def preset_config(*names: str) -> dict:
+    """config.yaml with ``config/presets/<name>.yaml`` merged over it, in order, as --configfile does."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name in names:
+        merge_config(cfg, yaml.safe_load((REPO / "config" / "presets" / f"{name}.yaml").read_text()))
+    return cfg

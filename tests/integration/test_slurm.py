@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pipeline import REPO, copy_workflow, snakemake
+from tests.pipeline import REPO, copy_workflow, preset_config, snakemake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY = "tests/fixtures/tiny_config.yaml"
@@ -174,8 +174,7 @@ def test_paper_preset_dry_run_lists_the_full_dag_with_gpu_resources(preset: str,
     by_rule: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    _deep_update(cfg, yaml.safe_load((REPO / "config" / "presets" / f"{preset}.yaml").read_text()))
+    cfg = preset_config(preset)
     methods = enabled_methods(cfg)
     trained = [m for m in methods if cfg["methods"][m]["kind"] != "base"]
     assert len(by_rule["fetch_model"]) == 1 and "pretrain_base" not in by_rule and "toy_world" not in by_rule
@@ -198,14 +197,6 @@ def test_paper_preset_dry_run_lists_the_full_dag_with_gpu_resources(preset: str,
         if job["rule"] in {"sft", "dcr_contrastive", "generate", "capability", "reflections_internal"}:
             assert " --gpus=1" in args and job["resources"]["slurm_partition"] == "gpu", (preset, job["rule"], args)
     assert f"resources/models/{model}" in proc.stdout
-
-
-def _deep_update(a: dict, b: dict) -> None:
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(a.get(k), dict):
-            _deep_update(a[k], v)
-        else:
-            a[k] = v
 
 
 def test_the_two_profiles_differ_only_in_the_gpu_request() -> None:

@@ -27,6 +27,7 @@ from overrefusal.data.text import harm_category, normalise
 from overrefusal.io import DataError, read_json
 from overrefusal.judge_validation import default_data_dir
 from overrefusal.records import read_records
+from tests.pipeline import preset_config as merged_preset
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "raw"
@@ -365,20 +366,8 @@ def test_plan_names_missing_and_substitutes(tmp_path):
 PRESETS = ("tbr", "dcr_qwen2.5-1.5b", "dcr_qwen2.5-7b", "dcr_llama3-8b")
 
 
-def _merge(a: dict, b: dict) -> dict:
-    """Snakemake's --configfile merge: nested mappings update, everything else replaces."""
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(a.get(k), dict):
-            _merge(a[k], v)
-        else:
-            a[k] = v
-    return a
-
-
 def preset_config(*names: str) -> dict:
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    for name in names:
-        _merge(cfg, yaml.safe_load((REPO / "config" / "presets" / f"{name}.yaml").read_text()))
+    cfg = merged_preset(*names)
     cfg["data"]["raw_dir"] = None
     cfg["data"]["real"]["download"] = True
     return cfg
