@@ -11,17 +11,17 @@ rule sft:
         unpack(get_tracking_inputs),
         manifest=MANIFEST,
     output:
-        model=directory(f"{RESULTS}/{{model}}/{{trained}}/model"),
-        metrics=f"{RESULTS}/{{model}}/{{trained}}/sft_metrics.json",
-        tracking=f"{RESULTS}/{{model}}/{{trained}}/tracking.json",
+        model=directory(f"{RESULTS}/{{model}}/{{trained}}/seed{{seed}}/model"),
+        metrics=f"{RESULTS}/{{model}}/{{trained}}/seed{{seed}}/sft_metrics.json",
+        tracking=f"{RESULTS}/{{model}}/{{trained}}/seed{{seed}}/tracking.json",
     params:
-        method=params_of,
+        method=get_sft_params,
         template=get_template,
         tracking=config["tracking"],
     log:
-        f"{LOGS}/{{model}}/{{trained}}/sft.log",
+        f"{LOGS}/{{model}}/{{trained}}/seed{{seed}}/sft.log",
     benchmark:
-        f"{BENCH}/{{model}}/{{trained}}/sft.tsv"
+        f"{BENCH}/{{model}}/{{trained}}/seed{{seed}}/sft.tsv"
     threads: 1
     conda:
         "../envs/train.yaml"

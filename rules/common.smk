@@ -1,4 +1,6 @@
 # Config validation, result paths, wildcard constraints and named input functions.
+import re
+from pathlib import Path
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -8,7 +10,7 @@ sys.path.insert(0, f"{workflow.basedir}/src")
 from overrefusal.benchmarks import BENCHMARKS
 from overrefusal.capability import registry_stage_key, registry_stage_specs
 from overrefusal.config import ConfigError, enabled_capability_tasks, enabled_methods, enabled_models, validate_config
-from overrefusal.methods import method_params
+from overrefusal.methods import KINDS, method_params
 from overrefusal.toyworld import CAPABILITY_TASKS
 
 try:
@@ -28,9 +30,17 @@ MODELS = enabled_models(config)
 PRETRAIN_MODELS = [m for m in MODELS if config["models"][m]["source"] == "pretrain"]
 HUB_MODELS = [m for m in MODELS if config["models"][m]["source"] == "hub"]
 METHODS = enabled_methods(config)
+# Training seeds: every trained method runs once per seed (results/<name>/<model>/<method>/seed<k>/).
+SEEDS = [int(s) for s in config["seeds"]]
 EVAL_BENCHMARKS = list(config["eval"]["benchmarks"])
-TRAINED_METHODS = [m for m in METHODS if config["methods"][m]["kind"] != "base"]
-DCR_METHODS = [m for m in METHODS if config["methods"][m]["kind"] == "dcr"]
+TRAINED_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].trains]
+DCR_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].dcr]
+# The DCR sweep (target dcr_sweep, not part of `all`): one DCR method instance per setting.
+SWEEP = (config.get("dcr_sweep") or {}).get("settings", {})
+SWEEP_METHODS = [f"dcrsweep_{n}" for n in SWEEP]
+for _name, _over in SWEEP.items():
+    config["methods"][f"dcrsweep_{_name}"] = {"kind": "dcr", **_over}
+ALL_METHODS = METHODS + SWEEP_METHODS
 # Capability tasks in this run (`enabled: false` leaves one out). lm-eval registry tasks (kind: lm_eval)
 # read hub datasets, staged once by the local rule stage_capability_data into a cache named after the
 # task set, not the run, so every run with the same registry tasks shares one download.
@@ -51,21 +61,38 @@ DATA_FILES = (
 
 wildcard_constraints:
     model="|".join(MODELS),
-    method="|".join(METHODS),
+    method="|".join(map(re.escape, ALL_METHODS)),
     benchmark="|".join(BENCHMARKS),
-    trained="|".join(TRAINED_METHODS) or "NONE",
-    dcr_method="|".join(DCR_METHODS) or "NONE",
+    trained="|".join(map(re.escape, TRAINED_METHODS + SWEEP_METHODS)) or "NONE",
+    dcr_method="|".join(map(re.escape, DCR_METHODS + SWEEP_METHODS)) or "NONE",
     pretrained="|".join(PRETRAIN_MODELS) or "NONE",
     hub_model="|".join(m for m in HUB_MODELS if not config["models"][m].get("local_dir")) or "NONE",
+    seed=r"\d+",
 
 
-def method_kind(method):
-    return config["methods"][method]["kind"]
+def seeds_of(method):
+    """The seeds a method runs with: an untrained method (the base model, greedy decoding) has one."""
+    return SEEDS if KINDS[config["methods"][method]["kind"]].trains else SEEDS[:1]
 
 
-def params_of(wildcards):
-    """The method instance's resolved params, as one plain dict (exact reruns)."""
-    return method_params(config, wildcards.get("trained") or wildcards.get("method") or wildcards.get("dcr_method"))
+def run_dir(model, method, seed):
+    return f"{RESULTS}/{model}/{method}/seed{seed}"
+
+
+def get_sft_params(wildcards):
+    """What SFT reads (plain dict): kind, SFT data and settings with this seed, and TBR's gamma. Not the
+    DCR section: a DCR change reaches SFT through its input checkpoint, and only there."""
+    p = method_params(config, wildcards.trained)
+    p.pop("dcr", None)
+    p["sft"]["seed"] = int(wildcards.seed)
+    return p
+
+
+def get_dcr_params(wildcards):
+    """What the DCR stage reads: its own section with this seed, and nothing from SFT."""
+    d = method_params(config, wildcards.dcr_method)["dcr"]
+    d["seed"] = int(wildcards.seed)
+    return d
 
 
 def base_model_path(model):
@@ -90,12 +117,12 @@ def get_sft_inputs(wildcards):
     """Start checkpoint, curated splits and (TBR) reflections for one SFT run."""
     p = method_params(config, wildcards.trained)
     start = (
-        f"{RESULTS}/{wildcards.model}/{wildcards.trained}/dcr/model"
-        if p["kind"] == "dcr"
+        f"{run_dir(wildcards.model, wildcards.trained, wildcards.seed)}/dcr/model"
+        if KINDS[p["kind"]].dcr
         else base_model_path(wildcards.model)
     )
     inputs = {"start": start, "data": [f"{RESULTS}/data/{s}.jsonl" for s in p["sft_data"]]}
-    if p["kind"] == "tbr":
+    if KINDS[p["kind"]].reflections:
         if p["tbr"]["reflection"] == "internal":
             inputs["reflections"] = f"{RESULTS}/{wildcards.model}/reflections/internal.json"
         else:
@@ -105,9 +132,9 @@ def get_sft_inputs(wildcards):
 
 def get_eval_model(wildcards):
     """The checkpoint a method is evaluated with: the base model itself for `base`."""
-    if method_kind(wildcards.method) == "base":
+    if not KINDS[config["methods"][wildcards.method]["kind"]].trains:
         return base_model_path(wildcards.model)
-    return f"{RESULTS}/{wildcards.model}/{wildcards.method}/model"
+    return f"{run_dir(wildcards.model, wildcards.method, wildcards.seed)}/model"
 
 
 def get_arch(wildcards):
@@ -139,17 +166,27 @@ def get_capability_registry(wildcards):
     return {"registry_record": f"{CAPABILITY_DATA}.json", "registry_cache": CAPABILITY_DATA}
 
 
-def get_eval_jsons(wildcards=None):
+def get_eval_jsons(wildcards=None, methods=None):
     return [
-        f"{RESULTS}/{model}/{method}/eval/{b}.json"
+        f"{run_dir(model, method, seed)}/eval/{b}.json"
         for model in MODELS
-        for method in METHODS
+        for method in methods or METHODS
+        for seed in seeds_of(method)
         for b in EVAL_BENCHMARKS
     ]
 
 
-def get_capability_jsons(wildcards=None):
-    return [f"{RESULTS}/{model}/{method}/eval/capability.json" for model in MODELS for method in METHODS]
+def get_capability_jsons(wildcards=None, methods=None):
+    return [f"{run_dir(model, method, seed)}/eval/capability.json"
+            for model in MODELS for method in methods or METHODS for seed in seeds_of(method)]
+
+
+def get_sweep_inputs(wildcards):
+    """Every sweep setting's results, and the two methods recovery is measured between."""
+    methods = [*SWEEP_METHODS, *SUMMARY_REFS.values()]
+    return {"evals": get_eval_jsons(methods=methods), "capability": get_capability_jsons(methods=methods),
+            "dcr": [f"{run_dir(model, m, seed)}/dcr/metrics.json" for model in MODELS for m in SWEEP_METHODS
+                    for seed in SEEDS]}
 
 
 def get_final_outputs(wildcards=None):
@@ -194,6 +231,9 @@ WINRATE = config.get("winrate") or {"enabled": False, "prompts": []}
 WINRATE_REFERENCE = WINRATE.get("reference") or "NONE"
 WINRATE_METHODS = [m for m in METHODS if m != WINRATE_REFERENCE]
 WINRATE_PROMPTS = [f"{RESULTS}/data/{p}.jsonl" for p in WINRATE.get("prompts", [])]
+WINRATE_ON = bool(WINRATE.get("enabled") and WINRATE_METHODS)
+# Recovery of over-refusal is measured between these two methods (tables/summary): STL's drop from no-safety.
+SUMMARY_REFS = {"floor": "stl", "ceiling": "no_safety"}
 
 
 wildcard_constraints:
@@ -201,7 +241,15 @@ wildcard_constraints:
 
 
 def get_winrate_jsons(wildcards=None):
-    return [f"{RESULTS}/{model}/{method}/helpfulness/winrate.json" for model in MODELS for method in WINRATE_METHODS]
+    return [f"{run_dir(model, method, seed)}/helpfulness/winrate.json"
+            for model in MODELS for method in WINRATE_METHODS for seed in seeds_of(method)]
+
+
+def get_winrate_reference(wildcards):
+    """The reference's responses from the same seed (its only run when it is untrained)."""
+    ref_seeds = seeds_of(WINRATE_REFERENCE)
+    seed = int(wildcards.seed) if int(wildcards.seed) in ref_seeds else ref_seeds[0]
+    return f"{run_dir(wildcards.model, WINRATE_REFERENCE, seed)}/generations/helpfulness.jsonl"
 
 
 def get_judge_validation_data(wildcards=None):
@@ -240,8 +288,10 @@ def get_tracking_inputs(wildcards):
 
 def get_tracking_jsons(wildcards=None):
     """Every tracking.json: SFT for each trained method, plus DCR's contrastive stage."""
-    sft = [f"{RESULTS}/{model}/{method}/tracking.json" for model in MODELS for method in TRAINED_METHODS]
-    dcr = [f"{RESULTS}/{model}/{method}/dcr/tracking.json" for model in MODELS for method in DCR_METHODS]
+    sft = [f"{run_dir(model, method, seed)}/tracking.json"
+           for model in MODELS for method in TRAINED_METHODS for seed in SEEDS]
+    dcr = [f"{run_dir(model, method, seed)}/dcr/tracking.json"
+           for model in MODELS for method in DCR_METHODS for seed in SEEDS]
     return sft + dcr
 
 

@@ -9,18 +9,19 @@ rule dcr_contrastive:
         manifest=MANIFEST,
         model=get_base_model,
         contrastive=f"{RESULTS}/data/contrastive.jsonl",
+        general=f"{RESULTS}/data/sft_general.jsonl",  # read only by the dcr.lm_weight > 0 variant
     output:
-        model=directory(f"{RESULTS}/{{model}}/{{dcr_method}}/dcr/model"),
-        metrics=f"{RESULTS}/{{model}}/{{dcr_method}}/dcr/metrics.json",
-        tracking=f"{RESULTS}/{{model}}/{{dcr_method}}/dcr/tracking.json",
+        model=directory(f"{RESULTS}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr/model"),
+        metrics=f"{RESULTS}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr/metrics.json",
+        tracking=f"{RESULTS}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr/tracking.json",
     params:
-        method=params_of,
+        dcr=get_dcr_params,
         template=get_template,
         tracking=config["tracking"],
     log:
-        f"{LOGS}/{{model}}/{{dcr_method}}/dcr_contrastive.log",
+        f"{LOGS}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr_contrastive.log",
     benchmark:
-        f"{BENCH}/{{model}}/{{dcr_method}}/dcr_contrastive.tsv"
+        f"{BENCH}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr_contrastive.tsv"
     threads: 1
     conda:
         "../envs/train.yaml"

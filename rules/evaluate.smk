@@ -2,20 +2,25 @@
 # and general capability through lm-eval.
 
 
+# The win-rate prompts are answered in the same job (one model load, one interpreter start: on a
+# CPU those cost more than the tiny model's generation).
 rule generate:
     input:
         model=get_eval_model,
         records=get_eval_records,
+        prompts=WINRATE_PROMPTS if WINRATE_ON else [],
     output:
-        [f"{RESULTS}/{{model}}/{{method}}/generations/{b}.jsonl" for b in EVAL_BENCHMARKS],
-        meta=f"{RESULTS}/{{model}}/{{method}}/generations/meta.json",
+        [f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/generations/{b}.jsonl" for b in EVAL_BENCHMARKS],
+        meta=f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/generations/meta.json",
+        **({"helpfulness": f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/generations/helpfulness.jsonl"}
+           if WINRATE_ON else {}),
     params:
         eval=GENERATION_PARAMS,  # decoding only: changing a judge or the bootstrap must not regenerate
         template=get_template,
     log:
-        f"{LOGS}/{{model}}/{{method}}/generate.log",
+        f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/generate.log",
     benchmark:
-        f"{BENCH}/{{model}}/{{method}}/generate.tsv"
+        f"{BENCH}/{{model}}/{{method}}/seed{{seed}}/generate.tsv"
     threads: 1
     conda:
         "../envs/eval.yaml"
@@ -29,19 +34,21 @@ rule generate:
 
 rule judge:
     input:
-        generations=[f"{RESULTS}/{{model}}/{{method}}/generations/{b}.jsonl" for b in EVAL_BENCHMARKS],
-        meta=f"{RESULTS}/{{model}}/{{method}}/generations/meta.json",  # weights identity, for provenance
+        generations=[f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/generations/{b}.jsonl" for b in EVAL_BENCHMARKS],
+        records=get_eval_records,  # every record must have its generation
+        meta=f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/generations/meta.json",  # weights identity, for provenance
         manifest=MANIFEST,
     output:
-        [f"{RESULTS}/{{model}}/{{method}}/eval/{b}.json" for b in EVAL_BENCHMARKS],
+        [f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/eval/{b}.json" for b in EVAL_BENCHMARKS],
     params:
         benchmarks=EVAL_BENCHMARKS,
         judges=config["eval"]["judges"],
+        secondary_judges=config["eval"].get("secondary_judges", {}),
         bootstrap=config["eval"]["bootstrap"],
         tags=[config["tbr"]["open_tag"], config["tbr"]["close_tag"]],
         **JUDGE_LLM_PARAMS,  # endpoint + cache dir, only when eval.judges names an LLM judge
     log:
-        f"{LOGS}/{{model}}/{{method}}/judge.log",
+        f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/judge.log",
     conda:
         "../envs/eval.yaml"
     resources:
@@ -58,14 +65,14 @@ rule capability:
         data=get_capability_data,
         manifest=MANIFEST,
     output:
-        f"{RESULTS}/{{model}}/{{method}}/eval/capability.json",
+        f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/eval/capability.json",
     params:
         capability=CAPABILITY,
         template=get_template,
     log:
-        f"{LOGS}/{{model}}/{{method}}/capability.log",
+        f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/capability.log",
     benchmark:
-        f"{BENCH}/{{model}}/{{method}}/capability.tsv"
+        f"{BENCH}/{{model}}/{{method}}/seed{{seed}}/capability.tsv"
     threads: 1
     conda:
         "../envs/eval.yaml"
@@ -102,40 +109,16 @@ if CAPABILITY_DATA:
             "../scripts/stage_capability_data.py"
 
 
-# Helpfulness: responses to the win-rate prompt sets, then an AlpacaEval-style pairwise win rate
-# against winrate.reference with both orders judged (toy world: a local oracle judge over HTTP).
-rule helpfulness_generate:
-    input:
-        model=get_eval_model,
-        prompts=WINRATE_PROMPTS,
-    output:
-        f"{RESULTS}/{{model}}/{{method}}/generations/helpfulness.jsonl",
-    params:
-        eval=GENERATION_PARAMS,
-        template=get_template,
-    log:
-        f"{LOGS}/{{model}}/{{method}}/helpfulness_generate.log",
-    benchmark:
-        f"{BENCH}/{{model}}/{{method}}/helpfulness_generate.tsv"
-    threads: 1
-    conda:
-        "../envs/eval.yaml"
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
-    script:
-        "../scripts/helpfulness_generate.py"
-
-
+# Helpfulness: an AlpacaEval-style pairwise win rate of the responses to the win-rate prompt sets (rule
+# generate) against winrate.reference, both orders judged (toy world: a local oracle judge over HTTP).
 rule winrate:
     input:
-        method=f"{RESULTS}/{{model}}/{{compared}}/generations/helpfulness.jsonl",
-        reference=f"{RESULTS}/{{model}}/{WINRATE_REFERENCE}/generations/helpfulness.jsonl",
+        method=f"{RESULTS}/{{model}}/{{compared}}/seed{{seed}}/generations/helpfulness.jsonl",
+        reference=get_winrate_reference,
         prompts=WINRATE_PROMPTS,
         manifest=MANIFEST,
     output:
-        f"{RESULTS}/{{model}}/{{compared}}/helpfulness/winrate.json",
+        f"{RESULTS}/{{model}}/{{compared}}/seed{{seed}}/helpfulness/winrate.json",
     params:
         judge=WINRATE.get("judge", {}),
         reference=WINRATE_REFERENCE,
@@ -143,7 +126,7 @@ rule winrate:
         tags=[config["tbr"]["open_tag"], config["tbr"]["close_tag"]],
         cache_dir=f"{RESULTS}/cache/llm",
     log:
-        f"{LOGS}/{{model}}/{{compared}}/winrate.log",
+        f"{LOGS}/{{model}}/{{compared}}/seed{{seed}}/winrate.log",
     conda:
         "../envs/llm.yaml"
     resources:

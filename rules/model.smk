@@ -34,7 +34,7 @@ rule pretrain_base:
         f"{LOGS}/{{pretrained}}/pretrain_base.log",
     benchmark:
         f"{BENCH}/{{pretrained}}/pretrain_base.tsv"
-    threads: 1
+    threads: workflow.cores  # nothing else can run before it ends: give it every core
     conda:
         "../envs/train.yaml"
     resources:
@@ -54,7 +54,7 @@ rule toy_teacher:
         model=directory(f"{RESULTS}/models/teacher/model"),
         metrics=f"{RESULTS}/models/teacher/sft_metrics.json",
     params:
-        sft=config["sft"],
+        sft={k: v for k, v in config["sft"].items() if k not in ("lr", "epochs")},  # the teacher sets its own
         teacher=config["teacher"],
         system_prompt=config["tbr"]["external"].get("system_prompt", ""),
         template=config["models"][config["teacher"]["from_model"]]["template"],

@@ -1,4 +1,5 @@
-# Tables in DCR's layout (CSV + Markdown) and seaborn figures, from every judged JSON.
+# Tables in DCR's layout (CSV + Markdown; means over seeds, per-seed rows beside them) and seaborn
+# figures, from every judged JSON.
 
 
 rule tables:
@@ -8,8 +9,20 @@ rule tables:
     output:
         main_csv=report(f"{RESULTS}/tables/main.csv", caption="../report/main_table.rst", category="Tables"),
         main_md=f"{RESULTS}/tables/main.md",
+        main_seeds_csv=f"{RESULTS}/tables/main_per_seed.csv",
+        main_seeds_md=f"{RESULTS}/tables/main_per_seed.md",
+        outcomes_csv=f"{RESULTS}/tables/outcomes.csv",
+        outcomes_md=f"{RESULTS}/tables/outcomes.md",
         cap_csv=report(f"{RESULTS}/tables/capability.csv", caption="../report/capability_table.rst", category="Tables"),
         cap_md=f"{RESULTS}/tables/capability.md",
+        cap_seeds_csv=f"{RESULTS}/tables/capability_per_seed.csv",
+        cap_seeds_md=f"{RESULTS}/tables/capability_per_seed.md",
+        summary_csv=report(f"{RESULTS}/tables/summary.csv", caption="../report/summary_table.rst", category="Tables"),
+        summary_md=f"{RESULTS}/tables/summary.md",
+        summary_seeds_csv=f"{RESULTS}/tables/summary_per_seed.csv",
+        summary_seeds_md=f"{RESULTS}/tables/summary_per_seed.md",
+    params:
+        summary=SUMMARY_REFS,
     log:
         f"{LOGS}/report/tables.log",
     conda:
@@ -72,9 +85,66 @@ rule winrate_table:
         "../scripts/winrate_table.py"
 
 
+# DCR's hyperparameter sweep (`snakemake --cores all dcr_sweep`): every dcr_sweep.settings entry as a
+# DCR method over every seed, judged like the main run, one row each beside STL and no-safety.
+rule dcr_sweep:
+    input:
+        unpack(get_sweep_inputs),
+    output:
+        csv=f"{RESULTS}/tables/dcr_sweep.csv",
+        md=f"{RESULTS}/tables/dcr_sweep.md",
+        seeds_csv=f"{RESULTS}/tables/dcr_sweep_per_seed.csv",
+        seeds_md=f"{RESULTS}/tables/dcr_sweep_per_seed.md",
+    params:
+        settings={f"dcrsweep_{k}": v for k, v in SWEEP.items()},
+        defaults={k: config["dcr"][k] for k in ("layer", "steps", "lr", "batch_size", "margin", "scale", "pooling",
+                                                 "train_embeddings", "lm_weight")},
+        summary=SUMMARY_REFS,
+    log:
+        f"{LOGS}/report/dcr_sweep.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/dcr_sweep_table.py"
+
+
 localrules:
     all,
+    dcr_sweep,
     tables,
     winrate_table,
     figure_compliance,
     figure_safety_tradeoff,
+
+
+# README blocks (<!-- results: <path> --> ... <!-- /results -->) re-rendered from this run's files:
+# `snakemake --cores all readme` after a run, so the README shows exactly what results/ holds.
+from overrefusal.report.readme import blocks as readme_blocks
+
+README_FILES = sorted({p for p, _ in readme_blocks(Path(workflow.basedir, "README.md").read_text())
+                       if p.startswith(f"{RESULTS}/")})
+
+
+rule readme:
+    input:
+        README_FILES,
+    output:
+        f"{RESULTS}/readme_blocks.txt",
+    params:
+        readme=str(Path(workflow.basedir, "README.md")),
+    log:
+        f"{LOGS}/report/readme.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/render_readme.py"
+
+
+localrules:
+    readme,

@@ -1,4 +1,4 @@
-"""Greedy generations for every benchmark, one file each (rule generate)."""
+"""Greedy generations for every benchmark, one file each, and the win-rate responses (rule generate)."""
 from pathlib import Path
 
 from overrefusal.generate import generate
@@ -6,6 +6,7 @@ from overrefusal.io import write_json
 from overrefusal.models.loading import load_model, load_tokenizer
 from overrefusal.records import read_records
 from overrefusal.runtime import rule_context
+from overrefusal.winrate import generation_records, load_prompt_sets
 
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
@@ -18,4 +19,10 @@ with rule_context(snakemake) as log:  # noqa: F821
                                max_new_tokens=ev["max_new_tokens"], batch_size=ev["batch_size"], model=model,
                                tokenizer=tok, progress=False)
         log.info("%s: %d responses", bench, meta[bench]["n"])
+    if "helpfulness" in smk.output.keys():
+        records = generation_records(load_prompt_sets(smk.input.prompts))
+        n = generate(smk.input.model, records, smk.output.helpfulness, template=smk.params.template,
+                     max_new_tokens=ev["max_new_tokens"], batch_size=ev["batch_size"], model=model, tokenizer=tok,
+                     progress=False)["n"]
+        log.info("helpfulness: %d responses", n)
     write_json(smk.output.meta, meta)

@@ -7,7 +7,7 @@ from overrefusal.judges import get_judge, is_llm_judge
 from overrefusal.judges.llm import endpoint_summary, judge_client
 from overrefusal.provenance import model_provenance, rule_provenance
 from overrefusal.runtime import rule_context
-from overrefusal.scoring import score_benchmark, validate_result
+from overrefusal.scoring import require_all_rows, score_benchmark, validate_result
 
 with rule_context(snakemake) as log, contextlib.ExitStack() as stack:  # noqa: F821
     smk = snakemake  # noqa: F821
@@ -15,18 +15,25 @@ with rule_context(snakemake) as log, contextlib.ExitStack() as stack:  # noqa: F
     # scripted judge is served over HTTP for this job. A judge that stays down raises (cache kept).
     llm = smk.params.get("llm_judge")
     client = stack.enter_context(judge_client(llm, smk.params.cache_dir)) if llm else None
+    secondary = smk.params.get("secondary_judges") or {}
     judges = {n: get_judge(n, client=client) if is_llm_judge(n) else get_judge(n)
-              for n in set(smk.params.judges.values())}
+              for n in {*smk.params.judges.values(), *secondary.values()}}
     # The workflow directory (not the package install location) names the code; the generation
     # meta.json (weights sha256) and the data manifest come from the jobs that made the inputs.
     prov = rule_provenance(smk, judges=smk.params.judges)
     if llm:
         prov["llm_judge"] = endpoint_summary(llm)
-    for bench, gen_path, out in zip(smk.params.benchmarks, smk.input.generations, smk.output, strict=True):
-        judge = judges[smk.params.judges[get_benchmark(bench).suite]]
-        result = score_benchmark(read_jsonl(gen_path), bench, judge, bootstrap=smk.params.bootstrap,
-                                 reflection_tags=tuple(smk.params.tags))
+    for bench, gen_path, rec_path, out in zip(smk.params.benchmarks, smk.input.generations, smk.input.records,
+                                              smk.output, strict=True):
+        suite = get_benchmark(bench).suite
+        judge = judges[smk.params.judges[suite]]
+        extra = [judges[secondary[suite]]] if secondary.get(suite) else []
+        generations = read_jsonl(gen_path)
+        require_all_rows(generations, read_jsonl(rec_path), gen_path)
+        result = score_benchmark(generations, bench, judge, bootstrap=smk.params.bootstrap,
+                                 reflection_tags=tuple(smk.params.tags), secondary=extra)
         result["model"], result["method"] = smk.wildcards.model, smk.wildcards.method
+        result["seed"] = int(smk.wildcards.seed)
         result["provenance"] = {**prov, "judge_id": judge.id, "model": model_provenance(smk.input.meta, bench)}
         validate_result(result)
         write_json(out, result)

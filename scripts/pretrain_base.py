@@ -10,7 +10,7 @@ with rule_context(snakemake) as log:  # noqa: F821
     metrics = pretrain(
         read_jsonl(snakemake.input.corpus), load_tokenizer(snakemake.input.tokenizer), snakemake.output.model,  # noqa: F821
         arch=snakemake.params.arch, steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"],  # noqa: F821
-        warmup=p["warmup"], seed=p["seed"],
+        warmup=p["warmup"], seed=p["seed"], threads=snakemake.threads,  # noqa: F821
     )
     metrics["provenance"] = rule_provenance(snakemake, model=model_dir_provenance(snakemake.output.model))  # noqa: F821
     write_json(snakemake.output.metrics, metrics)  # noqa: F821

@@ -4,7 +4,7 @@ import contextlib
 from overrefusal.io import write_json
 from overrefusal.llm import ChatClient
 from overrefusal.llm.server import local_server
-from overrefusal.models.loading import weights_sha256
+from overrefusal.provenance import weights_sha256
 from overrefusal.records import read_records
 from overrefusal.reflect import external_reflections, filter_reflections
 from overrefusal.runtime import rule_context

@@ -14,7 +14,7 @@ with rule_context(snakemake) as log:  # noqa: F821
     t = smk.params.tracking
     data = {Path(f).stem: read_records(f) for f in smk.input.data}
     reflections, gamma = None, 0.0
-    if p["kind"] == "tbr":
+    if "tbr" in p:  # a kind with reflections
         reflections, gamma = read_json(smk.input.reflections)["reflections"], p["tbr"]["gamma"]
     examples, stats = build_examples(data, template=smk.params.template, reflections=reflections, gamma=gamma,
                                      seed=p["sft"]["seed"])
@@ -29,7 +29,8 @@ with rule_context(snakemake) as log:  # noqa: F821
     prov = rule_provenance(smk, start_model=model_dir_provenance(smk.input.start),
                            model=model_dir_provenance(smk.output.model))
     write_json(smk.output.metrics, {**metrics, "method": p, "data": stats, "provenance": prov})
-    ident = {"stage": "sft", "model": smk.wildcards.model, "method": smk.wildcards.trained}
+    ident = {"stage": "sft", "model": smk.wildcards.model, "method": smk.wildcards.trained,
+             "seed": int(smk.wildcards.seed)}
     write_json(smk.output.tracking,
                tracker.to_json(**ident, every_steps=t["every_steps"], total_steps=metrics["global_step"],
                                extra={"resumed_from": metrics["resumed_from"]})

@@ -12,7 +12,8 @@ with rule_context(snakemake) as log:  # noqa: F821
     with winrate_client(smk.params.judge, smk.params.cache_dir, prompts) as client:
         result = win_rate(client, pairs, bootstrap=smk.params.bootstrap)  # raises if the judge stays down
         stats = client.stats()
-    result = {"model": smk.wildcards.model, "method": smk.wildcards.compared, "reference": smk.params.reference,
+    result = {"model": smk.wildcards.model, "method": smk.wildcards.compared, "seed": int(smk.wildcards.seed),
+              "reference": smk.params.reference,
               "judge": judge_summary(smk.params.judge), **result,
               "provenance": rule_provenance(smk, generations_sha256={
                   "method": sha256_file(smk.input.method), "reference": sha256_file(smk.input.reference)})}

@@ -15,13 +15,12 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from .methods import KINDS
+
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
-KIND_OPTIONS = {
-    "base": set(), "no_safety": {"sft"}, "stl": {"sft"}, "stl_aug": {"sft"},
-    "tbr": {"sft", "reflection", "gamma"}, "dcr": {"sft", "layer", "steps", "margin", "scale", "pooling"},
-}
+KIND_OPTIONS = {name: set(kind.options) for name, kind in KINDS.items()}  # one home: methods.KINDS
 
 
 class ConfigError(ValueError):
@@ -229,6 +228,13 @@ def judge_and_winrate_errors(config: dict[str, Any], source: str, env: dict[str,
     from .judges import is_llm_judge
 
     errs: list[str] = []
+    if config["data"]["source"] != "toy":
+        for key in ("judges", "secondary_judges"):
+            for suite, name in (config["eval"].get(key) or {}).items():
+                if name == "toy_outcome_v1":
+                    errs.append(f"{source}: eval.{key}.{suite}: toy_outcome_v1 judges the toy world's own answers "
+                                f"and cannot judge data.source {config['data']['source']!r}; pick a string-match "
+                                "or LLM judge")
     llm = sorted({name for name in config["eval"]["judges"].values() if is_llm_judge(name)})
     if llm:
         ep = config["eval"].get("llm_judge")

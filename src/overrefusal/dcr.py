@@ -24,6 +24,7 @@ against the library's own forward: Llama (Llama-3) and Qwen2/Qwen3 (Qwen2.5).
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -343,6 +344,27 @@ def similarity_stats(emb: Tensor, labels: Tensor) -> dict[str, float]:
     }
 
 
+def representation_drift(before: Tensor, after: Tensor, labels: Tensor) -> dict[str, float]:
+    """How far DCR moved each prompt's layer-ℓ representation, per class.
+
+    ``cosine``: mean cosine between a prompt's representation before and after (1 = direction
+    kept); ``norm_ratio``: mean ‖after‖ / ‖before‖. The frozen tail was trained on the *before*
+    geometry, so a representation that turns or grows far from it is read by the tail as something
+    else; this is what decides whether DCR's separation survives as answers or decays into text
+    that is neither an answer nor a refusal.
+    """
+    b, a = before.double(), after.double()
+    cos = F.cosine_similarity(b, a, dim=1)
+    ratio = a.norm(dim=1) / b.norm(dim=1).clamp_min(1e-12)
+    out: dict[str, float] = {"cosine": float(cos.mean()), "norm_ratio": float(ratio.mean())}
+    for name, lab in (("seemingly_toxic", SEEMINGLY_TOXIC), ("toxic", TOXIC)):
+        mask = labels.to(cos.device) == lab
+        if bool(mask.any()):
+            out[f"cosine_{name}"] = float(cos[mask].mean())
+            out[f"norm_ratio_{name}"] = float(ratio[mask].mean())
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
@@ -387,6 +409,23 @@ def _embed_all(
     return torch.cat(out)
 
 
+def lm_loss(model: nn.Module, tokenizer: Any, texts: Sequence[str], *, template: str, max_length: int,
+            device: torch.device) -> Tensor:
+    """Mean next-token loss of the full model on ``texts`` (right-padded; the frozen tail passes the
+    gradient through to the trunk without changing)."""
+    ids = tokenizer(list(texts), add_special_tokens=template == "alpaca", truncation=True,
+                    max_length=max_length)["input_ids"]
+    width = max(len(x) for x in ids)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(x)] = 1
+    labels = input_ids.masked_fill(mask == 0, -100)
+    return model(input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+
+
 def train_dcr(
     model_dir: str,
     out_dir: str,
@@ -404,6 +443,9 @@ def train_dcr(
     seed: int = 0,
     max_length: int = 256,
     weight_decay: float = 0.0,
+    train_embeddings: bool = True,
+    lm_weight: float = 0.0,
+    lm_texts: Sequence[str] = (),
     device: str | None = None,
     track: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
@@ -418,6 +460,10 @@ def train_dcr(
 
     Returns metrics: per-step loss, between/within-class cosine similarity on the whole
     contrastive set before and after, steps, seconds, layer, num_layers, trainable parameters.
+
+    ``lm_weight`` > 0 is *not* the paper's method but a named variant: each step also adds
+    ``lm_weight`` times the full model's next-token loss on a batch of ``lm_texts`` (general
+    instructions with their answers), which holds the trunk to what the frozen tail can read.
 
     ``track(model, step, last=...)``, if given, is called before the first step (step 0) and after
     every optimiser step (``last=True`` on the final one), e.g. ``tracking.DCRTrack`` for the
@@ -439,6 +485,9 @@ def train_dcr(
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 for a contrastive loss, got {batch_size}")
 
+    if lm_weight < 0 or (lm_weight > 0 and not lm_texts):
+        raise ValueError(f"lm_weight must be >= 0 and, when > 0, come with general texts; got lm_weight "
+                         f"{lm_weight} and {len(lm_texts)} texts")
     validate_layer(AutoConfig.from_pretrained(model_dir), layer)  # fail before loading weights
 
     t0 = time.perf_counter()
@@ -459,14 +508,21 @@ def train_dcr(
     labels = torch.tensor([SEEMINGLY_TOXIC] * len(seemingly) + [TOXIC] * len(toxic), dtype=torch.long)
     embed_kw = dict(template=template, layer=layer, pooling=pooling, batch_size=batch_size,
                     max_length=max_length, device=dev)
-    before = similarity_stats(_embed_all(model, tokenizer, prompts, **embed_kw), labels)
+    emb_before = _embed_all(model, tokenizer, prompts, **embed_kw)
+    before = similarity_stats(emb_before, labels)
 
     frozen = freeze_after(model, layer)
+    if not train_embeddings:  # a variant: only blocks 0..layer move, the vocabulary's geometry stays
+        emb = _backbone(model).embed_tokens.weight
+        emb.requires_grad_(False)
+        frozen.append("embed_tokens.weight")
     params = [p for p in model.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
     losses: list[float] = []
+    lm_losses: list[float] = []
+    lm_rng = random.Random(seed)
     single_class_batches = 0
     model.train()
     batches = balanced_batches(labels, batch_size=batch_size, steps=steps, seed=seed)
@@ -480,6 +536,11 @@ def train_dcr(
             model, enc["input_ids"].to(dev), enc["attention_mask"].to(dev), layer, pooling
         )
         loss = circle_loss(emb, y, m=margin, gamma=scale)
+        if lm_weight > 0:  # the variant: keep the whole model's language modelling on general data
+            lm = lm_loss(model, tokenizer, [lm_texts[lm_rng.randrange(len(lm_texts))] for _ in range(batch_size)],
+                         template=template, max_length=max_length, device=dev)
+            lm_losses.append(float(lm.detach()))
+            loss = loss + lm_weight * lm
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -487,7 +548,8 @@ def train_dcr(
         if track is not None:
             track(model, step, last=step == len(batches))
 
-    after = similarity_stats(_embed_all(model, tokenizer, prompts, **embed_kw), labels)
+    emb_after = _embed_all(model, tokenizer, prompts, **embed_kw)
+    after = similarity_stats(emb_after, labels)
 
     for p in model.parameters():  # leave a normal model behind (requires_grad is not saved anyway)
         p.requires_grad_(True)
@@ -500,6 +562,7 @@ def train_dcr(
         "loss": losses,
         "similarity_before": before,
         "similarity_after": after,
+        "drift": representation_drift(emb_before, emb_after, labels),
         "steps": steps,
         "seconds": time.perf_counter() - t0,
         "layer": layer,
@@ -516,4 +579,9 @@ def train_dcr(
         "batch_size": batch_size,
         "seed": seed,
         "template": template,
+        "max_length": max_length,
+        "weight_decay": weight_decay,
+        "train_embeddings": train_embeddings,
+        "lm_weight": lm_weight,
+        "lm_loss": lm_losses,
     }

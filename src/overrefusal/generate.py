@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .io import read_jsonl, sha256_file, write_json, write_jsonl
+from .provenance import weight_file_sha256
 from .prompting import Template, render_prompt
 from .records import Record, user_text
 
@@ -61,53 +62,9 @@ _META_NAME = "_fingerprint.json"
 
 
 # --------------------------------------------------------------------------------------------
-# Reflections
-
-
-def split_reflection(
-    response: str, open_tag: str = "<think>", close_tag: str = "</think>"
-) -> tuple[str | None, str]:
-    """Split a TBR-style response into ``(reflection, answer)``; the judge sees only ``answer``.
-
-    - Starts with ``open_tag`` (after leading whitespace): the reflection is the text up to the
-      first ``close_tag`` and the answer is what follows, both stripped.
-    - Starts with ``open_tag`` but ``close_tag`` never comes (generation hit ``max_new_tokens``
-      mid-reflection): ``(reflection_so_far, "")``; use ``has_unfinished_reflection`` to tell this
-      from a finished reflection followed by an empty answer.
-    - Otherwise ``(None, response)`` unchanged.
-    """
-    if not open_tag or not close_tag:
-        raise ValueError("open_tag and close_tag must be non-empty")
-    body = response.lstrip()
-    if not body.startswith(open_tag):
-        return None, response
-    rest = body[len(open_tag):]
-    reflection, sep, answer = rest.partition(close_tag)
-    if not sep:
-        return reflection.strip(), ""
-    return reflection.strip(), answer.strip()
-
-
-def has_unfinished_reflection(response: str, open_tag: str = "<think>", close_tag: str = "</think>") -> bool:
-    """True when the response opens a reflection that is never closed."""
-    body = response.lstrip()
-    return body.startswith(open_tag) and close_tag not in body[len(open_tag):]
-
-
-# --------------------------------------------------------------------------------------------
 # Hashing / fingerprints
 
 
-def weights_sha256(model_dir: str | Path) -> dict[str, str]:
-    """sha256 of every ``*.safetensors`` file in ``model_dir`` (``{file name: hex}``).
-
-    Used as the model revision: checkpoints produced by this pipeline have no git revision, and a
-    path says nothing about what is inside it.
-    """
-    d = Path(model_dir)
-    if not d.is_dir():
-        return {}
-    return {p.name: sha256_file(p) for p in sorted(d.glob("*.safetensors"))}
 
 
 def combined_revision(file_hashes: dict[str, str]) -> str | None:
@@ -406,7 +363,7 @@ def generate(
     context_limit = _context_limit(config, max_new_tokens, max_prompt_tokens)
     out = Path(out_path)
     shard_dir = out.with_name(out.name + ".shards")
-    weight_hashes = weights_sha256(model_dir)
+    weight_hashes = weight_file_sha256(model_dir)
     revision = combined_revision(weight_hashes)
     if revision is None:
         log.warning("no *.safetensors in %s: the revision cannot be recorded", model_dir)

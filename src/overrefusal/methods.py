@@ -21,21 +21,31 @@ class MethodKind:
     dcr: bool  # DCR: a contrastive stage precedes SFT
     paper: str
     description: str
+    options: frozenset[str] = frozenset({"sft"})  # keys a method instance of this kind may override
+
+    @property
+    def trains(self) -> bool:
+        """Whether it changes the weights (and so runs once per training seed)."""
+        return bool(self.sft_data) or self.dcr
 
 
 KINDS: dict[str, MethodKind] = {
     k.name: k
     for k in [
-        MethodKind("base", (), False, False, "both", "the pretrained model, evaluated without alignment"),
+        MethodKind("base", (), False, False, "both", "the pretrained model, evaluated without alignment",
+                   frozenset()),
         MethodKind("no_safety", ("sft_general",), False, False, "both", "SFT on general instructions only"),
         MethodKind("stl", ("sft_general", "sft_safety"), False, False, "both",
                    "Safety-Tuned LLaMAs: general + (harmful prompt, refusal) pairs"),
         MethodKind("stl_aug", ("sft_general", "sft_safety", "sft_aug"), False, False, "DCR",
                    "STL plus seemingly toxic prompts with helpful answers"),
         MethodKind("tbr", ("sft_general", "sft_safety"), True, False, "TBR",
-                   "Think-Before-Refusal: a safety reflection precedes the refusal on a proportion gamma"),
+                   "Think-Before-Refusal: a safety reflection precedes the refusal on a proportion gamma",
+                   frozenset({"sft", "reflection", "gamma"})),
         MethodKind("dcr", ("sft_general", "sft_safety"), False, True, "DCR",
-                   "Discernment via Contrastive Refinement (Circle loss at layer l), then STL"),
+                   "Discernment via Contrastive Refinement (Circle loss at layer l), then STL",
+                   frozenset({"sft", "layer", "steps", "margin", "scale", "pooling", "lr", "batch_size",
+                              "train_embeddings", "lm_weight"})),
     ]
 }
 

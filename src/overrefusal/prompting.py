@@ -44,6 +44,14 @@ def render_prompt(tokenizer: Any, user: str, template: Template, input_text: str
     raise ValueError(f"unknown template {template!r}; allowed: {', '.join(TEMPLATES)}")
 
 
+def render_dialogue(tokenizer: Any, user: str, response: str, template: Template) -> str:
+    """A whole (prompt, answer) exchange as training text, ending the answer as generation stops."""
+    if template == "chat":
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}, {"role": "assistant", "content": response}], tokenize=False)
+    return f"{render_prompt(tokenizer, user, template)}{response}{tokenizer.eos_token or ''}"
+
+
 def sft_example(user: str, completion: str, template: Template, input_text: str = "") -> dict[str, Any]:
     """A TRL prompt-completion example: conversational for chat models, plain text for Alpaca.
 

@@ -123,12 +123,36 @@ def provenance(config: dict[str, Any], *, workflow_dir: str | Path | None = None
     }
 
 
+def weight_file_sha256(model_dir: str | Path) -> dict[str, str]:
+    """sha256 of every ``*.safetensors`` file in ``model_dir`` (``{file name: hex}``; {} for no dir).
+
+    A generation's model revision: checkpoints made by this pipeline have no git revision, and a
+    path says nothing about what is inside it.
+    """
+    from .io import sha256_file
+
+    d = Path(model_dir)
+    if not d.is_dir():
+        return {}
+    return {p.name: sha256_file(p) for p in sorted(d.glob("*.safetensors"))}
+
+
+def weights_sha256(model_dir: str | Path) -> str:
+    """One hash over every weight file (name and bytes): a checkpoint's identity in provenance."""
+    h = hashlib.sha256()
+    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def model_dir_provenance(model_dir: str | Path) -> dict[str, Any]:
     """Identity of a checkpoint directory: its weights sha256, plus the hub fetch record when the
     directory is a fetched snapshot (``resources/models/<name>`` beside ``<name>.fetch.json``)."""
-    from .models.loading import weights_sha256
-
-    out: dict[str, Any] = {"weights_sha256": weights_sha256(str(model_dir))}
+    out: dict[str, Any] = {"weights_sha256": weights_sha256(model_dir)}
     record = _read_json(Path(str(model_dir).rstrip("/") + ".fetch.json"))
     if isinstance(record, dict):
         out["hub"] = {k: record.get(k) for k in ("repo_id", "revision", "commit", "pinned")}

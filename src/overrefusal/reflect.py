@@ -48,6 +48,36 @@ def clean_reflection(text: str, open_tag: str, close_tag: str) -> tuple[str | No
     return f"{open_tag} {body} {close_tag}", "ok"
 
 
+def split_reflection(
+    response: str, open_tag: str = "<think>", close_tag: str = "</think>"
+) -> tuple[str | None, str]:
+    """Split a TBR-style response into ``(reflection, answer)``; the judge sees only ``answer``.
+
+    - Starts with ``open_tag`` (after leading whitespace): the reflection is the text up to the
+      first ``close_tag`` and the answer is what follows, both stripped.
+    - Starts with ``open_tag`` but ``close_tag`` never comes (generation hit ``max_new_tokens``
+      mid-reflection): ``(reflection_so_far, "")``; use ``has_unfinished_reflection`` to tell this
+      from a finished reflection followed by an empty answer.
+    - Otherwise ``(None, response)`` unchanged.
+    """
+    if not open_tag or not close_tag:
+        raise ValueError("open_tag and close_tag must be non-empty")
+    body = response.lstrip()
+    if not body.startswith(open_tag):
+        return None, response
+    rest = body[len(open_tag):]
+    reflection, sep, answer = rest.partition(close_tag)
+    if not sep:
+        return reflection.strip(), ""
+    return reflection.strip(), answer.strip()
+
+
+def has_unfinished_reflection(response: str, open_tag: str = "<think>", close_tag: str = "</think>") -> bool:
+    """True when the response opens a reflection that is never closed."""
+    body = response.lstrip()
+    return body.startswith(open_tag) and close_tag not in body[len(open_tag):]
+
+
 def filter_reflections(raw: dict[str, str], fmt: dict[str, Any]) -> tuple[dict[str, str], dict[str, int]]:
     """Keep well-formed reflections; fail if fewer than ``fmt['min_kept']`` of them survive.
 

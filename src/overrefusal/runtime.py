@@ -27,12 +27,13 @@ def rule_context(smk: Any) -> Iterator[logging.Logger]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        import torch
-
-        torch.set_num_threads(max(1, int(getattr(smk, "threads", 1))))
-    except ImportError:  # report-only environments have no torch
-        pass
+    threads = max(1, int(getattr(smk, "threads", 1)))
+    # torch reads these when it is first imported; a script that has imported it already is pinned
+    # directly. Importing torch here would cost a judge or table job seconds for nothing.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     try:
         yield logging.getLogger(f"overrefusal.{smk.rule}")
     except BaseException:

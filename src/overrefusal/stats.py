@@ -54,3 +54,22 @@ def bootstrap_ci(
     # Error bars (mean - low, high - mean) must be non-negative; the percentile interval brackets
     # the mean except for float round-off or absurdly few resamples, so clamping changes nothing else.
     return mean, min(float(low), mean), max(float(high), mean)
+
+
+def seed_interval(values: Sequence[float], alpha: float = 0.05) -> tuple[float, float, float]:
+    """``(mean, low, high)`` over independent runs (seeds): Student's t interval of the mean.
+
+    This is the spread a reader needs to know whether a claim survives a reseed, which a bootstrap
+    over one run's prompts cannot show. One value has no spread: its interval is NaN. The interval
+    is clipped to [0, 1], since every quantity it is used for is a rate.
+    """
+    from scipy import stats as st
+
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("seed_interval needs at least one value")
+    mean = float(x.mean())
+    if x.size == 1:
+        return mean, float("nan"), float("nan")
+    half = float(st.t.ppf(1.0 - alpha / 2.0, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return mean, max(0.0, mean - half), min(1.0, mean + half)

@@ -267,13 +267,14 @@ class RefusalTracker:
         return len(self.records)
 
     def to_json(self, *, stage: str, model: str, method: str, every_steps: int, total_steps: int,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                extra: dict[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
         return {
             "schema_version": 1,
             "enabled": True,
             "stage": stage,
             "model": model,
             "method": method,
+            **({"seed": seed} if seed is not None else {}),
             "quantity": QUANTITY,
             "definition": DEFINITION,
             "position": "last_prompt_token",
@@ -291,10 +292,10 @@ class RefusalTracker:
         }
 
 
-def disabled_json(*, stage: str, model: str, method: str) -> dict[str, Any]:
+def disabled_json(*, stage: str, model: str, method: str, seed: int | None = None) -> dict[str, Any]:
     """What a run writes when ``tracking.enabled`` is false (the rule's output must still exist)."""
     return {"schema_version": 1, "enabled": False, "stage": stage, "model": model, "method": method,
-            "quantity": QUANTITY, "records": []}
+            **({"seed": seed} if seed is not None else {}), "quantity": QUANTITY, "records": []}
 
 
 def build_tracker(model_dir: str, probe_paths: dict[str, str], safety_path: str, *, template: Template,

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .generate import split_reflection
+from .reflect import split_reflection
 from .io import DataError, read_jsonl
 from .stats import bootstrap_ci
 

@@ -64,18 +64,18 @@ def test_fetch_rule_downloads_once_and_records_the_commit(run) -> None:
 def test_methods_train_and_evaluate_on_the_hub_model(run) -> None:
     work, _, _ = run
     r = work / "results/hub/tiny-qwen"
-    dcr = json.loads((r / "dcr_stl/dcr/metrics.json").read_text())
+    dcr = json.loads((r / "dcr_stl/seed3/dcr/metrics.json").read_text())
     assert dcr["layer"] == 1 and dcr["num_layers"] == 2
     for method in ("stl", "dcr_stl"):
-        assert (r / method / "model/model.safetensors").is_file()
-    xs = json.loads((r / "stl/eval/xstest_safe.json").read_text())
+        assert (r / method / "seed3/model/model.safetensors").is_file()
+    xs = json.loads((r / "stl/seed3/eval/xstest_safe.json").read_text())
     assert xs["rows"] and xs["judge_id"]
     # generation framed each prompt with the snapshot's own chat template (Qwen's system turn included)
     from overrefusal.models.loading import load_tokenizer
     from overrefusal.prompting import render_prompt
 
     tok = load_tokenizer(str(work / "resources/models/tiny-qwen"))
-    row = json.loads((r / "stl/generations/xstest_safe.jsonl").read_text().splitlines()[0])
+    row = json.loads((r / "stl/seed3/generations/xstest_safe.jsonl").read_text().splitlines()[0])
     rendered = render_prompt(tok, row["prompt"], "chat")
     assert rendered.startswith("<|im_start|>system\n")
     assert row["n_prompt_tokens"] == len(tok(rendered, add_special_tokens=False)["input_ids"])

@@ -21,8 +21,8 @@ from tests.pipeline import copy_workflow, jobs_in_dry_run, snakemake
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY = "tests/fixtures/tiny_config.yaml"
 R = "results/tiny"
-STL_EVAL = f"{R}/toy-llama/stl/eval"
-WINRATE = f"{R}/toy-llama/base/helpfulness/winrate.json"
+STL_EVAL = f"{R}/toy-llama/stl/seed3/eval"
+WINRATE = f"{R}/toy-llama/base/seed3/helpfulness/winrate.json"
 LLM_JUDGES = {"eval": {"judges": {"over_refusal": "xstest_llm_3class_v1", "control": "orbench_llm_v1",
                                   "harmful": "jbb_substring_v1"}}}
 OVER_REFUSAL = ["xstest_safe", "coconot_contrast", "orbench_hard", "oktest", "phtest"]
@@ -66,7 +66,7 @@ def test_judge_rule_uses_the_llm_judges_over_http(work: Path) -> None:
             assert all(r["judgement"]["raw"] for r in res["rows"])  # the judge's reply, kept for audit
             assert "local scripted toy judge" in res["provenance"]["llm_judge"]["endpoint"]
             n_requests += res["n"]
-    stats = _client_stats(work / "logs/tiny/toy-llama/stl/judge.log")
+    stats = _client_stats(work / "logs/tiny/toy-llama/stl/seed3/judge.log")
     # Identical (question, answer) pairs are asked once, so at most one request per row.
     assert 0 < stats["requests_sent"] <= n_requests and stats["retries"] == 0
     cached = list((work / R / "cache/llm").rglob("*.json"))
@@ -88,7 +88,7 @@ def test_warm_rerun_of_the_judge_sends_no_request(work: Path) -> None:
     before = {b: json.loads((work / STL_EVAL / f"{b}.json").read_text()) for b in OVER_REFUSAL}
     proc = _run(work, [f"{STL_EVAL}/xstest_safe.json"], "llm.yaml", extra=("--forcerun", "judge"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    stats = _client_stats(work / "logs/tiny/toy-llama/stl/judge.log")
+    stats = _client_stats(work / "logs/tiny/toy-llama/stl/seed3/judge.log")
     assert stats["requests_sent"] == 0 and stats["cache_hits"] > 0
     for b in OVER_REFUSAL:
         after = json.loads((work / STL_EVAL / f"{b}.json").read_text())
@@ -106,7 +106,7 @@ def test_a_judge_server_that_goes_down_fails_the_rule_and_keeps_the_cache(work: 
         proc = _run(work, [f"{STL_EVAL}/xstest_safe.json"], "llm.yaml", remote, env=key_env)
         served = srv.stats()
     assert proc.returncode != 0
-    log = (work / "logs/tiny/toy-llama/stl/judge.log").read_text()
+    log = (work / "logs/tiny/toy-llama/stl/seed3/judge.log").read_text()
     assert "failed after 2 attempt(s) (last status: 503)" in log
     assert not (work / STL_EVAL / "xstest_safe.json").exists()  # no output, and no fallback judge
     assert served["completions"] == 5
@@ -118,7 +118,7 @@ def test_a_judge_server_that_goes_down_fails_the_rule_and_keeps_the_cache(work: 
             "base_url": srv.base_url, "model": "gpt-4", "api_key_env": "TEST_JUDGE_KEY", "concurrency": 4}}})
         proc = _run(work, [f"{STL_EVAL}/xstest_safe.json"], "llm.yaml", remote, env=key_env)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        stats = _client_stats(work / "logs/tiny/toy-llama/stl/judge.log")
+        stats = _client_stats(work / "logs/tiny/toy-llama/stl/seed3/judge.log")
         assert srv.stats()["requests"] == stats["requests_sent"]
     assert stats["cache_hits"] >= 5
     res = json.loads((work / STL_EVAL / "xstest_safe.json").read_text())
@@ -143,7 +143,7 @@ def test_winrate_against_the_reference_with_the_local_oracle(work: Path) -> None
     assert res["n_requests"] == 2 * (res["n"] - res["n_identical"])  # both orders for every non-identical pair
     proc = _run(work, [WINRATE], extra=("--forcerun", "winrate"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    log = (work / "logs/tiny/toy-llama/base/winrate.log").read_text()
+    log = (work / "logs/tiny/toy-llama/base/seed3/winrate.log").read_text()
     assert "'requests_sent': 0" in log
     assert json.loads((work / WINRATE).read_text())["rows"] == res["rows"]
 
@@ -153,7 +153,7 @@ def test_winrate_is_in_all_only_when_enabled(work: Path) -> None:
     assert jobs["winrate"] == 5 and jobs["winrate_table"] == 1  # every method but the reference (base: done)
     off = _write(work, "off.yaml", {"winrate": {"enabled": False}})
     jobs = jobs_in_dry_run(snakemake(work, "-n", "--configfile", TINY, off).stdout)
-    assert "winrate" not in jobs and "helpfulness_generate" not in jobs and "winrate_table" not in jobs
+    assert "winrate" not in jobs and "winrate_table" not in jobs
 
 
 @pytest.mark.skipif(jv.default_data_dir() is None, reason="no ../shared/data (XSTest human labels)")

@@ -66,8 +66,8 @@ def _kill_group(pgid: int) -> None:
 
 @pytest.mark.parametrize(("how", "method"), [("sigkill", "no_safety"), ("sigint", "stl")])
 def test_killed_sft_resumes_from_its_checkpoint(work: Path, how: str, method: str) -> None:
-    run_dir = work / R / "toy-llama" / method
-    target = f"{R}/toy-llama/{method}/sft_metrics.json"
+    run_dir = work / R / "toy-llama" / method / "seed3"
+    target = f"{R}/toy-llama/{method}/seed3/sft_metrics.json"
     ckpts = run_dir / "model.checkpoints"
     cmd = [SNAKEMAKE, target, "--cores", "1", "--configfile", TINY, "resume.yaml"]
     with open(work / f"{how}.log", "w") as log:

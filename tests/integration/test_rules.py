@@ -15,6 +15,7 @@ from tests.pipeline import REPO, copy_workflow, jobs_in_dry_run, snakemake
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY = "tests/fixtures/tiny_config.yaml"
 R = "results/tiny"
+S = "seed3"  # tests/fixtures/tiny_config.yaml: seeds: [3]
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +73,15 @@ def test_external_reflections_rerun_pays_nothing(tiny: Path, tmp_path: Path) -> 
 
 
 def test_dcr_and_sft_outputs(tiny: Path) -> None:
-    dcr = _json(tiny, "toy-llama/dcr_stl/dcr/metrics.json")
-    assert dcr["layer"] == 0 and dcr["steps"] == 3
+    dcr = _json(tiny, f"toy-llama/dcr_stl/{S}/dcr/metrics.json")
+    assert dcr["layer"] == 0 and dcr["steps"] == 3 and dcr["seed"] == 3
     for method in ("no_safety", "stl", "stl_aug", "tbr_internal", "tbr_external", "dcr_stl"):
-        m = _json(tiny, f"toy-llama/{method}/sft_metrics.json")
-        assert m["global_step"] == 4, method
-        assert (tiny / R / f"toy-llama/{method}/model/config.json").exists()
-        assert not (tiny / R / f"toy-llama/{method}/model.checkpoints").exists()
-    stl = _json(tiny, "toy-llama/stl/sft_metrics.json")["data"]
-    aug = _json(tiny, "toy-llama/stl_aug/sft_metrics.json")["data"]
+        m = _json(tiny, f"toy-llama/{method}/{S}/sft_metrics.json")
+        assert m["global_step"] == 4 and m["method"]["sft"]["seed"] == 3, method
+        assert (tiny / R / f"toy-llama/{method}/{S}/model/config.json").exists()
+        assert not (tiny / R / f"toy-llama/{method}/{S}/model.checkpoints").exists()
+    stl = _json(tiny, f"toy-llama/stl/{S}/sft_metrics.json")["data"]
+    aug = _json(tiny, f"toy-llama/stl_aug/{S}/sft_metrics.json")["data"]
     assert set(aug["n_by_split"]) == set(stl["n_by_split"]) | {"sft_aug"}
 
 
@@ -92,8 +93,8 @@ def test_refusal_tracking_curves(tiny: Path) -> None:
         jsonschema.validate(doc, schema)
         assert doc["records"][0]["step"] == 0 and doc["records"][-1]["step"] == doc["total_steps"]
     # DCR's refined model is where its SFT starts: the curves join.
-    end = [r["mean_logodds"] for r in docs["toy-llama/dcr_stl/dcr/tracking.json"]["records"] if r["step"] == 3]
-    start = [r["mean_logodds"] for r in docs["toy-llama/dcr_stl/tracking.json"]["records"] if r["step"] == 0]
+    end = [r["mean_logodds"] for r in docs[f"toy-llama/dcr_stl/{S}/dcr/tracking.json"]["records"] if r["step"] == 3]
+    start = [r["mean_logodds"] for r in docs[f"toy-llama/dcr_stl/{S}/tracking.json"]["records"] if r["step"] == 0]
     assert end == pytest.approx(start, abs=1e-5)
     assert (tiny / R / "figures/refusal_dynamics.png").stat().st_size > 1000
 
@@ -101,7 +102,7 @@ def test_refusal_tracking_curves(tiny: Path) -> None:
 def test_eval_jsons_and_capability_valid(tiny: Path) -> None:
     schema = json.loads((REPO / "schemas/benchmark_result.schema.json").read_text())
     cap_schema = json.loads((REPO / "schemas/capability.schema.json").read_text())
-    evals = sorted((tiny / R).glob("toy-llama/*/eval/*.json"))
+    evals = sorted((tiny / R).glob(f"toy-llama/*/{S}/eval/*.json"))
     assert len(evals) == 7 * 13
     for p in evals:
         jsonschema.validate(json.loads(p.read_text()), cap_schema if p.name == "capability.json" else schema)
@@ -122,7 +123,7 @@ def test_nothing_to_do_after_a_finished_run(tiny: Path) -> None:
 
 REPORT = {"tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "all": 1}
 TRACKING_FIG = {"figure_refusal_dynamics": 1}  # a retrained method has a new refusal curve
-WINRATE = {"helpfulness_generate": 1, "winrate": 1, "winrate_table": 1}  # per retrained method (table: once)
+WINRATE = {"winrate": 1, "winrate_table": 1}  # per retrained method (table: once)
 
 
 @pytest.mark.parametrize(
@@ -131,10 +132,13 @@ WINRATE = {"helpfulness_generate": 1, "winrate": 1, "winrate_table": 1}  # per r
         ({"dcr": {"layer": 1}}, {"dcr_contrastive": 1, "sft": 1, "generate": 1, "judge": 1, "capability": 1, **REPORT,
                                  **WINRATE, **TRACKING_FIG}),
         ({"eval": {"judges": {"harmful": "xstest_strmatch_v1"}}}, {"judge": 7, **REPORT}),
+        # SFT's learning rate: every SFT run and what follows it, but neither DCR's stage nor the teacher
+        ({"sft": {"lr": 5.0e-4}}, {"sft": 6, "generate": 6, "judge": 6, "capability": 6, **REPORT, **WINRATE,
+                                   "winrate": 6, **TRACKING_FIG}),
         ({"tbr": {"gamma": 0.5}}, {"sft": 2, "generate": 2, "judge": 2, "capability": 2, **REPORT,
-                                   **WINRATE, "helpfulness_generate": 2, "winrate": 2, **TRACKING_FIG}),
+                                   **WINRATE, "winrate": 2, **TRACKING_FIG}),
     ],
-    ids=["dcr-layer", "judge", "gamma"],
+    ids=["dcr-layer", "judge", "sft-lr", "gamma"],
 )
 def test_a_config_change_reruns_only_what_depends_on_it(tiny: Path, override: dict, expected: dict) -> None:
     assert _dry_run_jobs(tiny, override) == expected

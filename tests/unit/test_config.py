@@ -73,9 +73,9 @@ def test_unknown_key_in_method_sft_override(cfg):
 
 
 def test_unknown_key_in_method_lists_method_keys(cfg):
-    cfg["methods"]["stl"]["lr"] = 1.0
+    cfg["methods"]["stl"]["momentum"] = 1.0
     (line,) = error_lines(cfg)
-    assert "methods.stl" in line and "'lr'" in line
+    assert "methods.stl" in line and "'momentum'" in line
     assert "gamma" in line and "kind" in line
 
 
@@ -346,3 +346,17 @@ def test_min_kept_is_a_probability(cfg):
     cfg["tbr"]["min_kept"] = 1.2
     (line,) = error_lines(cfg)
     assert "tbr.min_kept" in line and "0..1" in line
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize("seeds", [[0, 0, 1], [-1, 2], [0, 1.5], ["1"], []])
+def test_bad_seeds_are_refused_naming_the_key(cfg, seeds):
+    cfg["seeds"] = seeds
+    assert re.search(r"\bseeds\b", errors_of(cfg))
+
+
+def test_seeds_are_required(cfg):
+    del cfg["seeds"]
+    assert "seeds" in errors_of(cfg)

@@ -19,9 +19,10 @@ REMOTE = "https://api.openai.com/v1"
 from tests.unit.test_config import cfg, errors_of  # noqa: E402,F401 - shared fixture and helper
 
 
-def test_default_keeps_string_match_judges_and_local_judges(cfg):
-    assert cfg["eval"]["judges"] == {"over_refusal": "xstest_strmatch_v1", "control": "xstest_strmatch_v1",
-                                     "harmful": "jbb_substring_v1"}
+def test_default_judges_outcomes_with_string_match_beside_it_and_local_judges(cfg):
+    assert cfg["eval"]["judges"] == dict.fromkeys(("over_refusal", "control", "harmful"), "toy_outcome_v1")
+    assert cfg["eval"]["secondary_judges"] == {"over_refusal": "xstest_strmatch_v1", "control": "xstest_strmatch_v1",
+                                               "harmful": "jbb_substring_v1"}
     assert cfg["eval"]["llm_judge"]["base_url"] == "local" and cfg["winrate"]["judge"]["base_url"] == "local"
     assert cfg["data"]["raw_dir"] is None
     validate_config(cfg, env={})
@@ -103,3 +104,12 @@ def test_raw_dir_must_hold_xstest_completions(cfg, tmp_path):
     d.mkdir(parents=True)
     (d / "xstest_v2_completions_m.csv").write_text("id,type,prompt,completion,final_label\n")
     validate_config(cfg, env={})
+
+
+@pytest.mark.parametrize("key", ["judges", "secondary_judges"])
+def test_the_toy_outcome_judge_needs_the_toy_world(cfg, key):
+    cfg["data"]["source"] = "real"
+    cfg["eval"]["judges"] = dict.fromkeys(("over_refusal", "control", "harmful"), "xstest_strmatch_v1")
+    cfg["eval"]["secondary_judges"] = {}
+    cfg["eval"][key]["harmful"] = "toy_outcome_v1"
+    assert f"eval.{key}.harmful: toy_outcome_v1 judges the toy world's own answers" in errors_of(cfg)

@@ -351,3 +351,34 @@ def test_train_dcr_rejects_bad_layer_before_training(tiny_model_dir: str, tmp_pa
         dcr.train_dcr(tiny_model_dir, str(tmp_path / "x"), SEEMINGLY, TOXIC, template="chat", layer=9, steps=1,
                       lr=1e-3, batch_size=4, margin=0.25, scale=32.0)
     assert not (tmp_path / "x").exists()
+
+
+def test_drift_measures_turn_and_growth_per_class() -> None:
+    before = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    after = torch.tensor([[2.0, 0.0], [1.0, 0.0], [1.0, 1.0]])  # grown, turned 90°, unchanged
+    labels = torch.tensor([dcr.SEEMINGLY_TOXIC, dcr.TOXIC, dcr.TOXIC])
+    d = dcr.representation_drift(before, after, labels)
+    assert d["cosine_seemingly_toxic"] == pytest.approx(1.0) and d["norm_ratio_seemingly_toxic"] == pytest.approx(2.0)
+    assert d["cosine_toxic"] == pytest.approx(0.5) and d["cosine"] == pytest.approx(2 / 3)
+
+
+def test_embeddings_frozen_and_lm_variant(tiny_model_dir: str, tmp_path: Path) -> None:
+    from overrefusal.prompting import render_dialogue
+
+    kw = dict(template="chat", layer=1, steps=4, lr=1e-3, batch_size=4, margin=0.25, scale=32.0, device="cpu")
+    frozen = dcr.train_dcr(tiny_model_dir, str(tmp_path / "f"), SEEMINGLY, TOXIC, train_embeddings=False, **kw)
+    b = dict(AutoModelForCausalLM.from_pretrained(tiny_model_dir).named_parameters())
+    f = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "f").named_parameters())
+    assert torch.equal(b["model.embed_tokens.weight"], f["model.embed_tokens.weight"])
+    assert not torch.equal(b["model.layers.0.mlp.down_proj.weight"], f["model.layers.0.mlp.down_proj.weight"])
+    assert frozen["drift"]["cosine"] < 1.0 and frozen["lm_loss"] == [] and frozen["lm_weight"] == 0.0
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = [render_dialogue(tok, "what is 2 plus 2 ?", "2 plus 2 is 4 .", "chat")] * 3
+    with pytest.raises(ValueError, match="come with general texts"):
+        dcr.train_dcr(tiny_model_dir, str(tmp_path / "x"), SEEMINGLY, TOXIC, lm_weight=1.0, **kw)
+    lm = dcr.train_dcr(tiny_model_dir, str(tmp_path / "lm"), SEEMINGLY, TOXIC, lm_weight=1.0, lm_texts=texts, **kw)
+    assert len(lm["lm_loss"]) == 4 and lm["lm_weight"] == 1.0
+    t = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "lm").named_parameters())
+    tail = [n for n in b if n.startswith(("model.layers.2.", "model.layers.3.", "model.norm.", "lm_head."))]
+    assert all(torch.equal(b[n], t[n]) for n in tail)  # the LM term trains the trunk only, as DCR does

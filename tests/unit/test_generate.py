@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from overrefusal import generate as gen_mod
-from overrefusal.generate import generate, has_unfinished_reflection, split_reflection
+from overrefusal.generate import generate
+from overrefusal.reflect import has_unfinished_reflection, split_reflection
 from overrefusal.io import read_jsonl
 
 SPECIALS = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>"]

@@ -47,7 +47,7 @@ def eval_paths(tmp_path: Path) -> list[Path]:
     paths = []
     for (model, method), res in RESULTS.items():
         for bench, v in res.items():
-            p = tmp_path / "results" / "toyrun" / model / method / "eval" / f"{bench}.json"
+            p = tmp_path / "results" / "toyrun" / model / method / "seed0" / "eval" / f"{bench}.json"
             write_json(p, _eval_json(bench, v))
             paths.append(p)
     return paths[::-1]  # input order must not matter
@@ -70,7 +70,7 @@ def test_collect_explicit_labels_and_bad_files(tmp_path: Path) -> None:
     write_json(p, _eval_json("oktest", (0.5, 0.4, 0.6)))
     df = tables.collect({p: ("m", "stl")})
     assert (df.at[0, "model"], df.at[0, "method"]) == ("m", "stl")
-    with pytest.raises(DataError, match="cannot read model and method"):
+    with pytest.raises(DataError, match="cannot read model, method and seed"):
         tables.collect([p])
     bad = _eval_json("advbench", (0.5, 0.4, 0.6)) | {"suite": "over_refusal", "metric": "compliance_rate"}
     write_json(p, bad)
@@ -88,7 +88,7 @@ def test_main_table_layout_and_safety(eval_paths: list[Path]) -> None:
     t = tables.main_table(tables.collect(eval_paths))
     triples = lambda c: [c, c + "_ci_low", c + "_ci_high"]  # noqa: E731
     assert list(t.columns) == ["model", "method", *triples("XS"), *triples("CoCo"), *triples("PH"),
-                               *triples("XS-unsafe"), *triples("Safety"), "n_harmful"]
+                               *triples("XS-unsafe"), *triples("Safety"), "n_harmful", "n_seeds"]
     assert list(t["method"]) == ["no_safety", "stl", "dcr"]
     stl = t[t["method"] == "stl"].iloc[0]
     dcr = t[t["method"] == "dcr"].iloc[0]
@@ -121,10 +121,10 @@ def test_write_table_csv_numeric_md_formatted(eval_paths: list[Path], tmp_path: 
     assert back.loc[back["method"] == "stl", "XS_ci_high"].item() == 0.80
     text = md.read_text()
     lines = text.splitlines()
-    assert lines[0] == "| model | method | XS | CoCo | PH | XS-unsafe | Safety | n_harmful |"
-    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|"
+    assert lines[0] == "| model | method | XS | CoCo | PH | XS-unsafe | Safety | n_harmful | n_seeds |"
+    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|"
     assert "| toy | stl | 0.73 [0.66, 0.80] | 0.88 [0.84, 0.91] |" in text
-    assert "| toy | no_safety | 1.00 [1.00, 1.00] | 0.99 [0.97, 1.00] | 0.97 [0.95, 0.99] | – | – | 0 |" in text
+    assert "| toy | no_safety | 1.00 [1.00, 1.00] | 0.99 [0.97, 1.00] | 0.97 [0.95, 0.99] | – | – | 0 | 1 |" in text
     assert len(lines) == 2 + 3
     assert not list(csv.parent.glob(".*tmp*"))  # atomic writes leave no temporaries
 
@@ -134,18 +134,19 @@ def test_capability_table(tmp_path: Path) -> None:
         return {"tasks": {k: {"kind": "lm_eval", "lm_eval_task": k, "metrics": {"acc": v, "acc_norm": 0.0},
                               "primary_metric": "acc", "n": 10, "num_fewshot": 0} for k, v in tasks.items()}}
 
-    p1 = tmp_path / "results" / "r" / "toy" / "stl" / "eval" / "capability.json"
-    p2 = tmp_path / "results" / "r" / "toy" / "dcr" / "eval" / "capability.json"
+    p1 = tmp_path / "results" / "r" / "toy" / "stl" / "seed0" / "eval" / "capability.json"
+    p2 = tmp_path / "results" / "r" / "toy" / "dcr" / "seed0" / "eval" / "capability.json"
     write_json(p1, cap({"tiny_gen": 0.2, "arc_easy": 0.5, "mmlu": 0.4}))
     write_json(p2, cap({"mmlu": 0.3, "arc_easy": 0.6}))
     t = tables.capability_table([p2, p1])
-    assert list(t.columns) == ["model", "method", "mmlu", "arc_easy", "tiny_gen"]  # paper order, then the rest
+    cols = [c for c in t.columns if not c.endswith(("_ci_low", "_ci_high"))]
+    assert cols == ["model", "method", "mmlu", "arc_easy", "tiny_gen", "n_seeds"]  # paper order, then the rest
     assert list(t["method"]) == ["stl", "dcr"]
     assert t.loc[t["method"] == "dcr", "arc_easy"].item() == 0.6
     assert math.isnan(t.loc[t["method"] == "dcr", "tiny_gen"].item())
     md = tmp_path / "cap.md"
     tables.write_table(t, tmp_path / "cap.csv", md)
-    assert "| toy | dcr | 0.30 | 0.60 | – |" in md.read_text()
+    assert "| toy | dcr | 0.30 | 0.60 | – | 1 |" in md.read_text()
 
 
 def test_figures_written_and_deterministic(eval_paths: list[Path], tmp_path: Path) -> None:
@@ -170,3 +171,95 @@ def test_figures_refuse_empty_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no \\(model, method\\)"):
         figures.safety_vs_overrefusal(df, tmp_path / "b.png")
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- seeds and outcomes
+
+
+def _outcome_json(benchmark: str, answered: float, refused: float) -> dict[str, Any]:
+    b = get_benchmark(benchmark)
+    value = answered if b.metric == "compliance_rate" else refused
+    rate = lambda v: {"value": v, "ci_low": max(0.0, v - 0.05), "ci_high": min(1.0, v + 0.05)}  # noqa: E731
+    return {**_eval_json(benchmark, (value, max(0.0, value - 0.05), min(1.0, value + 0.05)), judge="toy_outcome_v1"),
+            "outcomes": {"answered": rate(answered), "refused": rate(refused),
+                         "invalid": rate(round(1 - answered - refused, 6))},
+            "secondary": [{"judge_id": "xstest_strmatch_v1", "value": 1 - refused, "ci_low": 0.0, "ci_high": 1.0,
+                           "counts": {}, "n_judge_errors": 0}]}
+
+
+# (method, seed) -> (answered on XS and OR, refused on advbench)
+RUNS = {("no_safety", 0): (1.0, 0.0), ("no_safety", 1): (1.0, 0.0), ("no_safety", 2): (0.9, 0.0),
+        ("stl", 0): (0.1, 1.0), ("stl", 1): (0.2, 0.9), ("stl", 2): (0.0, 1.0),
+        ("dcr", 0): (0.55, 0.5), ("dcr", 1): (0.6, 0.9), ("dcr", 2): (0.45, 0.8)}
+
+
+@pytest.fixture()
+def seed_paths(tmp_path: Path) -> list[Path]:
+    paths = []
+    for (method, seed), (ans, ref) in RUNS.items():
+        for bench, a, r in (("xstest_safe", ans, 0.0), ("orbench_hard", ans, 1 - ans), ("advbench", 0.0, ref)):
+            p = tmp_path / "r" / "toy" / method / f"seed{seed}" / "eval" / f"{bench}.json"
+            write_json(p, _outcome_json(bench, a, r))
+            paths.append(p)
+    return paths
+
+
+def test_cells_are_means_over_seeds_with_a_t_interval(seed_paths: list[Path]) -> None:
+    from scipy import stats as st
+
+    df = tables.collect(seed_paths)
+    assert sorted(set(df["seed"])) == [0, 1, 2]
+    t = tables.main_table(df)
+    dcr = t[t["method"] == "dcr"].iloc[0]
+    vals = [0.55, 0.6, 0.45]
+    half = st.t.ppf(0.975, 2) * pd.Series(vals).std() / math.sqrt(3)
+    assert dcr["XS"] == pytest.approx(sum(vals) / 3)
+    assert (dcr["XS_ci_low"], dcr["XS_ci_high"]) == pytest.approx((0.5333333 - half, 0.5333333 + half), abs=1e-6)
+    assert dcr["n_seeds"] == 3
+    # invalid = 1 - answered - refused on XS (refused 0) and OR (refused 1 - answered = 0 invalid)
+    assert dcr["Invalid"] == pytest.approx(sum((1 - a) / 2 for a in vals) / 3)
+    # the fixture's string match counts everything but a refusal as compliance: 1 on XS, answered on OR
+    assert dcr["Over-refusal mean (string match)"] == pytest.approx((1.0 + sum(vals) / 3) / 2)
+    per_seed = tables.main_table(df, per_seed=True)
+    assert list(per_seed["seed"][per_seed["method"] == "dcr"]) == [0, 1, 2]
+    assert per_seed.loc[(per_seed["method"] == "dcr") & (per_seed["seed"] == 1), "XS"].item() == 0.6
+
+
+def test_summary_recovery_is_paired_by_seed(seed_paths: list[Path]) -> None:
+    df = tables.collect(seed_paths)
+    runs = tables.summary_table(df, None, per_seed=True)
+    r = runs[(runs["method"] == "dcr") & (runs["seed"] == 2)].iloc[0]
+    assert r["recovery"] == pytest.approx((0.45 - 0.0) / (0.9 - 0.0))
+    assert r["toxic_refused"] == pytest.approx(0.8)
+    summary = tables.summary_table(df, None)
+    dcr = summary[summary["method"] == "dcr"].iloc[0]
+    rec = [(0.55 - 0.1) / 0.9, (0.6 - 0.2) / 0.8, 0.45 / 0.9]
+    assert dcr["recovery"] == pytest.approx(sum(rec) / 3)
+    assert summary[summary["method"] == "stl"].iloc[0]["recovery"] == pytest.approx(0.0)
+    assert math.isnan(dcr["capability"])
+
+
+def test_outcome_table_lists_every_benchmark(seed_paths: list[Path]) -> None:
+    t = tables.outcome_table(tables.collect(seed_paths))
+    row = t[(t["method"] == "stl") & (t["benchmark"] == "OR")].iloc[0]
+    assert row["answered"] == pytest.approx(0.1) and row["refused"] == pytest.approx(0.9)
+    assert row["invalid"] == pytest.approx(0.0) and row["n_seeds"] == 3
+
+
+def test_sweep_table_lists_knobs_gaps_and_drift(seed_paths: list[Path], tmp_path: Path) -> None:
+    dcr_metrics = []
+    for seed in (0, 1, 2):
+        p = tmp_path / "r" / "toy" / "dcr" / f"seed{seed}" / "dcr" / "metrics.json"
+        write_json(p, {"similarity_after": {"between": 0.1 * seed}, "drift": {"cosine": 0.9, "norm_ratio": 1.5}})
+        dcr_metrics.append(p)
+    table, runs = tables.sweep_table(seed_paths, [], {"dcr": {"layer": 1}}, {"layer": 2, "lr": 1e-4, "steps": 40,
+                                     "scale": 64, "margin": 0.25, "pooling": "last", "train_embeddings": True,
+                                     "lm_weight": 0.0}, {"floor": "stl", "ceiling": "no_safety"}, dcr_metrics)
+    assert list(table["method"]) == ["stl", "no_safety", "dcr"]
+    dcr = table[table["method"] == "dcr"].iloc[0]
+    assert (dcr["layer"], dcr["lr"], dcr["steps"]) == ("1", "0.0001", "40")
+    assert dcr["between_after"] == pytest.approx(0.1) and dcr["drift_cosine"] == pytest.approx(0.9)
+    # toxic refusal is over the should-refuse sets only (here advbench): STL 1.0/0.9/1.0, DCR 0.5/0.9/0.8
+    assert dcr["toxic_refused_gap"] == pytest.approx((1.0 + 0.9 + 1.0) / 3 - (0.5 + 0.9 + 0.8) / 3)
+    assert pd.isna(table[table["method"] == "stl"].iloc[0]["layer"])  # a reference: no knobs
+    assert set(runs["method"]) == {"stl", "no_safety", "dcr"}

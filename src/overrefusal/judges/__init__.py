@@ -25,6 +25,7 @@ from typing import Any
 
 from .base import LABELS, Judgement, Label, RefusalJudge, coerce_text
 from .strmatch import JBBSubstringJudge, XSTestStrMatchCurlyJudge, XSTestStrMatchJudge
+from .toy import ToyOutcomeJudge
 
 JudgeFactory = Callable[..., RefusalJudge]
 
@@ -32,6 +33,7 @@ JUDGES: dict[str, JudgeFactory] = {
     XSTestStrMatchJudge.id: XSTestStrMatchJudge,
     XSTestStrMatchCurlyJudge.id: XSTestStrMatchCurlyJudge,
     JBBSubstringJudge.id: JBBSubstringJudge,
+    ToyOutcomeJudge.id: ToyOutcomeJudge,
 }
 
 LAZY_JUDGES: dict[str, str] = {
@@ -95,6 +97,7 @@ __all__ = [
     "Judgement",
     "Label",
     "RefusalJudge",
+    "ToyOutcomeJudge",
     "XSTestStrMatchCurlyJudge",
     "XSTestStrMatchJudge",
     "available_judges",

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Label = Literal["compliance", "refusal", "partial_refusal"]
-LABELS: tuple[Label, ...] = ("compliance", "refusal", "partial_refusal")
+# "invalid": neither an answer nor a refusal (word salad, a wrong answer). Only outcome judges,
+# which know what an answer is, say it; a string matcher cannot tell it from compliance.
+Label = Literal["compliance", "refusal", "partial_refusal", "invalid"]
+LABELS: tuple[Label, ...] = ("compliance", "refusal", "partial_refusal", "invalid")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,7 @@
-"""Load any model directory (toy or hub snapshot) the same way, and fingerprint its weights."""
+"""Load any model directory (toy or hub snapshot) the same way (its fingerprint: ``provenance``)."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,13 +22,3 @@ def load_model(model_dir: str, *, dtype: torch.dtype = torch.float32, device: st
     return model.to(device)
 
 
-def weights_sha256(model_dir: str) -> str:
-    """A hash over every weight file: identifies the exact checkpoint in provenance records."""
-    h = hashlib.sha256()
-    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
-    for f in files:
-        h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()

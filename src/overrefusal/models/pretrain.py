@@ -62,12 +62,20 @@ def pretrain(
             return lr * (step + 1) / warmup
         return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
+    # Length-bucketed batches: a window of documents adjacent in length order (ties shuffled), so a
+    # batch is padded to about its own length rather than to the longest of 32 random documents.
+    # The corpus mixes 10-token facts with 80-token dialogues; random batches spent ~60% of their
+    # compute on padding.
+    order = sorted(range(len(enc)), key=lambda i: (len(enc[i]), rng.random()))
+    if batch_size > len(order):
+        raise ValueError(f"batch_size {batch_size} exceeds the corpus ({len(order)} documents)")
     pad = tokenizer.pad_token_id
     losses: list[float] = []
     t0 = time.time()
     model.train()
     for step in range(steps):
-        batch = [enc[rng.randrange(len(enc))] for _ in range(batch_size)]
+        start = rng.randrange(len(order) - batch_size + 1)
+        batch = [enc[i] for i in order[start : start + batch_size]]
         width = max(len(b) for b in batch)
         ids = torch.full((batch_size, width), pad, dtype=torch.long)
         mask = torch.zeros((batch_size, width), dtype=torch.long)
@@ -90,6 +98,7 @@ def pretrain(
     n_params = sum(p.numel() for p in model.parameters())
     return {
         "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "n_params": n_params,
+        "threads": torch.get_num_threads(), "batching": "length_bucketed",
         "n_documents": len(texts), "n_truncated": too_long, "seconds": round(seconds, 2),
         "loss_first": losses[0], "loss_last": sum(losses[-50:]) / min(50, len(losses)),
         "loss_curve": [round(x, 4) for x in losses[:: max(1, steps // 100)]],

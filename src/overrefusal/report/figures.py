@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..io import atomic_path
-from .tables import SAFETY, main_cells, method_sort_key
+from .tables import SAFETY, main_cells, method_sort_key, seed_cells
 
 DPI = 150
 PALETTE = "colorblind"
@@ -58,8 +58,10 @@ def compliance_by_method(df: pd.DataFrame, out_png: str | Path) -> None:
     """Grouped bars: compliance per over-refusal benchmark, and Safety, for each method.
 
     One panel per model; groups are DCR's columns (XS, CoCo, OR, OK, PH, Safety), bars are
-    methods, error bars the 95% intervals. ``df`` is ``tables.collect`` output.
+    methods (the mean over seeds), error bars the 95% intervals across seeds, and each seed's own
+    value a dot on its bar. ``df`` is ``tables.collect`` output.
     """
+    per_seed = seed_cells(df)
     cells = main_cells(df)
     cells = cells[cells["suite"].isin(["over_refusal", "harmful"])]
     if cells.empty:
@@ -85,11 +87,16 @@ def compliance_by_method(df: pd.DataFrame, out_png: str | Path) -> None:
                     ax.bar(pos[ok], vals[ok], width=width * 0.95, color=colors[method])
                     ax.errorbar(pos[ok], vals[ok], yerr=_errs(vals[ok], lows[ok], highs[ok]), fmt="none",
                                 ecolor="black", elinewidth=0.8, capsize=2)
+                runs = per_seed[(per_seed["model"] == model) & (per_seed["method"] == method)]
+                for r in runs.itertuples(index=False):
+                    if r.column in groups:
+                        ax.plot(pos[groups.index(r.column)], r.value, marker="o", markersize=2.2, color="black",
+                                alpha=0.7, linestyle="none")
             if SAFETY in groups:
                 ax.axvline(len(groups) - 1.5, color="grey", linewidth=0.8, linestyle="--")
             ax.set_xticks(x, groups)
             ax.set_ylim(0.0, 1.05)
-            ax.set_ylabel("compliance / DSR")
+            ax.set_ylabel("answered / refused (Safety)")
             ax.set_title(model)
         # one legend for all panels, so a method missing from the first model still appears
         handles = [Patch(facecolor=colors[m], label=m) for m in methods]
@@ -149,8 +156,9 @@ def refusal_dynamics(tracking: list[dict], out_png: str | Path) -> None:
     (``schemas/refusal_tracking.schema.json``). The x axis counts optimiser steps from the start of
     safety SFT; a DCR method's contrastive stage is drawn before it, at negative steps, in a
     shaded band, so one panel shows the whole DCR pipeline. Lines are the mean over each probe
-    set; bands are ±1 standard error (deterministic, unlike bootstrap intervals). The dotted line
-    at 0 is P(refusal) = 0.5.
+    set (and over seeds); bands are ±1 standard error, across seeds when there are several, else
+    across the probe set's prompts (deterministic, unlike bootstrap intervals). The dotted line at
+    0 is P(refusal) = 0.5.
     """
     docs = [d for d in tracking if d.get("enabled") and d.get("records")]
     if not docs:
@@ -161,9 +169,13 @@ def refusal_dynamics(tracking: list[dict], out_png: str | Path) -> None:
         offset = -dcr_steps[(d["model"], d["method"])] if d["stage"] == "dcr" else 0
         for r in d["records"]:
             rows.append({"model": d["model"], "method": d["method"], "stage": d["stage"], "step": r["step"] + offset,
-                         "probe_set": r["probe_set"], "mean": r["mean_logodds"],
+                         "seed": d.get("seed", 0), "probe_set": r["probe_set"], "mean": r["mean_logodds"],
                          "se": r["std_logodds"] / math.sqrt(max(1, r["n"]))})
-    df = pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    keys = ["model", "method", "stage", "step", "probe_set"]
+    df = runs.groupby(keys, sort=True).agg(mean=("mean", "mean"), se=("se", "mean"), sd=("mean", "std"),
+                                           k=("seed", "nunique")).reset_index()
+    df["se"] = np.where(df["k"] > 1, df["sd"].fillna(0.0) / np.sqrt(df["k"]), df["se"])
     models = sorted(set(df["model"]))
     methods = sorted(set(df["method"]), key=method_sort_key)
     sets = [s for s in PROBE_ORDER if s in set(df["probe_set"])] + sorted(set(df["probe_set"]) - set(PROBE_ORDER))

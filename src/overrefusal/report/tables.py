@@ -18,19 +18,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..benchmarks import BENCHMARKS, SUITES, get_benchmark
 from ..io import DataError, atomic_path, read_json
+from ..stats import seed_interval
 
 PathLike = str | os.PathLike[str]
 # Either paths laid out as results/<run>/<model>/<method>/eval/<file>.json, or explicit labels.
 Sources = Sequence[PathLike] | Mapping[PathLike, tuple[str, str]]
 
-LONG_COLUMNS = ["model", "method", "benchmark", "suite", "metric", "value", "ci_low", "ci_high", "judge_id", "n"]
+LONG_COLUMNS = ["model", "method", "seed", "benchmark", "suite", "metric", "value", "ci_low", "ci_high", "judge_id", "n",
+                "answered", "refused", "invalid", "secondary_judge", "secondary_value"]
 _EVAL_REQUIRED = ("benchmark", "suite", "metric", "value", "ci_low", "ci_high", "judge_id", "n")
 
 SAFETY = "Safety"
+OVER_MEAN = "Over-refusal mean"  # mean over the over-refusal benchmarks (XS..PH)
+INVALID = "Invalid"  # mean share of over-refusal responses that are neither an answer nor a refusal
+STRMATCH_SUFFIX = " (string match)"  # the secondary judge's score of the same column
+N_SEEDS = "n_seeds"
+NO_SEED = -1  # files outside a seed<k> folder (explicit labels)
 N_HARMFUL = "n_harmful"  # how many harmful benchmarks the Safety mean is over
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes of a value column's interval in wide tables
 
@@ -53,24 +61,30 @@ def _benchmark_rank(name: str) -> int:
     return order.index(name) if name in order else len(order)
 
 
-def model_method_from_path(path: PathLike) -> tuple[str, str]:
-    """``results/<run>/<model>/<method>/eval/<file>.json`` -> ``(model, method)``.
+def model_method_from_path(path: PathLike) -> tuple[str, str, int]:
+    """``results/<run>/<model>/<method>/seed<k>/eval/<file>.json`` -> ``(model, method, k)``.
 
-    The ``eval`` folder is required: it is what makes the two parts above it model and method,
-    so a file elsewhere fails loudly instead of being filed under a wrong name.
+    The ``eval`` folder and the ``seed<k>`` folder above it are required: they are what make the
+    parts above them model and method, so a file elsewhere fails loudly instead of being filed under
+    a wrong name.
     """
     parts = Path(path).parts
-    if len(parts) < 4 or parts[-2] != "eval":
+    if len(parts) < 5 or parts[-2] != "eval" or not (parts[-3].startswith("seed") and parts[-3][4:].isdigit()):
         raise DataError(
-            f"{path}: cannot read model and method from the path (expected "
-            ".../<model>/<method>/eval/<file>.json); pass explicit labels instead"
+            f"{path}: cannot read model, method and seed from the path (expected "
+            ".../<model>/<method>/seed<k>/eval/<file>.json); pass explicit labels instead"
         )
-    return parts[-4], parts[-3]
+    return parts[-5], parts[-4], int(parts[-3][4:])
 
 
-def _labelled(sources: Sources) -> list[tuple[Path, str, str]]:
+def _labelled(sources: Sources) -> list[tuple[Path, str, str, int]]:
+    """(path, model, method, seed); explicit labels may be (model, method) or (model, method, seed)."""
     if isinstance(sources, Mapping):
-        return [(Path(p), str(m), str(meth)) for p, (m, meth) in sources.items()]
+        out = []
+        for p, label in sources.items():
+            model, method, *seed = label
+            out.append((Path(p), str(model), str(method), int(seed[0]) if seed else NO_SEED))
+        return out
     return [(Path(p), *model_method_from_path(p)) for p in sources]
 
 
@@ -90,7 +104,7 @@ def collect(eval_jsons: Sources) -> pd.DataFrame:
     the wrong part of the table (e.g. a harmful set averaged into Safety as compliance).
     """
     records: list[dict[str, Any]] = []
-    for path, model, method in _labelled(eval_jsons):
+    for path, model, method, seed in _labelled(eval_jsons):
         obj = read_json(path)
         where = str(path)
         if not isinstance(obj, dict):
@@ -108,10 +122,13 @@ def collect(eval_jsons: Sources) -> pd.DataFrame:
                     f"{where}: benchmark {name!r} is suite {b.suite!r} / metric {b.metric!r}, "
                     f"file says {obj['suite']!r} / {obj['metric']!r}"
                 )
+        outcomes = obj.get("outcomes") or {}
+        secondary = (obj.get("secondary") or [None])[0]
         records.append(
             {
                 "model": model,
                 "method": method,
+                "seed": seed,
                 "benchmark": name,
                 "suite": str(obj["suite"]),
                 "metric": str(obj["metric"]),
@@ -120,6 +137,10 @@ def collect(eval_jsons: Sources) -> pd.DataFrame:
                 "ci_high": _num(obj["ci_high"], where, "ci_high"),
                 "judge_id": str(obj["judge_id"]),
                 "n": int(obj["n"]),
+                **{k: _num((outcomes.get(k) or {}).get("value"), where, f"outcomes.{k}.value")
+                   for k in ("answered", "refused", "invalid")},
+                "secondary_judge": secondary["judge_id"] if secondary else None,
+                "secondary_value": _num(secondary["value"], where, "secondary.value") if secondary else math.nan,
             }
         )
     df = pd.DataFrame.from_records(records, columns=LONG_COLUMNS)
@@ -127,7 +148,7 @@ def collect(eval_jsons: Sources) -> pd.DataFrame:
         return df
     order = sorted(
         range(len(df)),
-        key=lambda i: (df.at[i, "model"], method_sort_key(df.at[i, "method"]),
+        key=lambda i: (df.at[i, "model"], method_sort_key(df.at[i, "method"]), int(df.at[i, "seed"]),
                        _benchmark_rank(df.at[i, "benchmark"]), df.at[i, "benchmark"], df.at[i, "judge_id"]),
     )
     return df.iloc[order].reset_index(drop=True)
@@ -153,107 +174,320 @@ def _mean_ci(values: Sequence[float], lows: Sequence[float], highs: Sequence[flo
     return mean, max(0.0, mean - half), min(1.0, mean + half)
 
 
-def main_cells(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, method, column): value, ci_low, ci_high, n, n_benchmarks.
+CELL_COLUMNS = ["model", "method", "seed", "column", "suite", "value", "ci_low", "ci_high", "n", "n_benchmarks"]
+
+
+def seed_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, method, seed, column): value, ci_low, ci_high, n, n_benchmarks.
 
     Columns are the paper column names (XS, CoCo, ...) of the over-refusal and control
-    benchmarks, plus ``Safety``. ``n_benchmarks`` is 1 for a benchmark column and the number of
-    harmful benchmarks averaged for Safety; ``n`` is the number of prompts (summed for Safety).
-    Raises if a (model, method, benchmark) appears twice, e.g. two judges: filter by judge_id first.
+    benchmarks, plus ``Safety`` (mean over the harmful benchmarks). Where the files carry outcome
+    shares (an outcome judge), ``Invalid`` is the mean share of over-refusal responses that are
+    neither an answer nor a refusal; where they carry a secondary judge, its mean over-refusal
+    score and Safety follow as "... (string match)". The CI of a cell is the within-run bootstrap.
+    ``n_benchmarks`` is how many benchmarks a cell averages; ``n`` the prompts (summed).
+    Raises if a (model, method, seed, benchmark) appears twice, e.g. two judges: filter by
+    judge_id first.
     """
-    dup = df.duplicated(["model", "method", "benchmark"], keep=False)
+    dup = df.duplicated(["model", "method", "seed", "benchmark"], keep=False)
     if dup.any():
-        rows = df.loc[dup, ["model", "method", "benchmark", "judge_id"]].to_records(index=False).tolist()
-        raise ValueError(f"several results for the same (model, method, benchmark): {rows}; filter by judge_id first")
+        rows = df.loc[dup, ["model", "method", "seed", "benchmark", "judge_id"]].to_records(index=False).tolist()
+        raise ValueError(f"several results for the same (model, method, seed, benchmark): {rows}; "
+                         "filter by judge_id first")
     cells: list[dict[str, Any]] = []
-    for (model, method), g in df.groupby(["model", "method"], sort=False):
+    for (model, method, seed), g in df.groupby(["model", "method", "seed"], sort=False):
+        key = {"model": model, "method": method, "seed": int(seed)}
+
+        def mean_cell(column: str, suite: str, rows: pd.DataFrame, value: str, ci: bool) -> None:
+            vals = rows[value].tolist()
+            if not len(rows) or any(math.isnan(v) for v in vals):
+                return
+            if ci:
+                mean, lo, hi = _mean_ci(vals, rows["ci_low"].tolist(), rows["ci_high"].tolist())
+            else:
+                mean, lo, hi = sum(vals) / len(vals), math.nan, math.nan
+            cells.append({**key, "column": column, "suite": suite, "value": mean, "ci_low": lo, "ci_high": hi,
+                          "n": int(rows["n"].sum()), "n_benchmarks": len(rows)})
+
         for r in g.itertuples(index=False):
             if r.suite in ("over_refusal", "control"):
-                cells.append({"model": model, "method": method, "column": _column_name(str(r.benchmark)),
-                              "suite": r.suite, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                              "n": int(r.n), "n_benchmarks": 1})
-        harm = g[g["suite"] == "harmful"]
-        if len(harm):
-            mean, lo, hi = _mean_ci(harm["value"].tolist(), harm["ci_low"].tolist(), harm["ci_high"].tolist())
-            cells.append({"model": model, "method": method, "column": SAFETY, "suite": "harmful", "value": mean,
-                          "ci_low": lo, "ci_high": hi, "n": int(harm["n"].sum()), "n_benchmarks": len(harm)})
+                cells.append({**key, "column": _column_name(str(r.benchmark)), "suite": r.suite, "value": r.value,
+                              "ci_low": r.ci_low, "ci_high": r.ci_high, "n": int(r.n), "n_benchmarks": 1})
+        over, harm = g[g["suite"] == "over_refusal"], g[g["suite"] == "harmful"]
+        mean_cell(SAFETY, "harmful", harm, "value", ci=True)
+        mean_cell(INVALID, "over_refusal", over, "invalid", ci=False)
+        mean_cell(OVER_MEAN + STRMATCH_SUFFIX, "over_refusal", over, "secondary_value", ci=False)
+        mean_cell(SAFETY + STRMATCH_SUFFIX, "harmful", harm, "secondary_value", ci=False)
+    return pd.DataFrame.from_records(cells, columns=CELL_COLUMNS)
+
+
+def main_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, method, column), over seeds: the mean and a t interval across seeds.
+
+    A method run with one seed only (the untrained base model) keeps that run's bootstrap CI.
+    ``n_seeds`` counts the seeds. Per-seed cells are ``seed_cells``.
+    """
+    per_seed = seed_cells(df)
+    cells: list[dict[str, Any]] = []
+    for (model, method, column), g in per_seed.groupby(["model", "method", "column"], sort=False):
+        if len(g) == 1:
+            r = g.iloc[0]
+            mean, lo, hi = float(r["value"]), float(r["ci_low"]), float(r["ci_high"])
+        else:
+            mean, lo, hi = seed_interval(g["value"].tolist())
+        cells.append({"model": model, "method": method, "column": column, "suite": g["suite"].iloc[0],
+                      "value": mean, "ci_low": lo, "ci_high": hi, "n": int(g["n"].iloc[0]),
+                      "n_benchmarks": int(g["n_benchmarks"].iloc[0]), N_SEEDS: len(g)})
     return pd.DataFrame.from_records(
-        cells, columns=["model", "method", "column", "suite", "value", "ci_low", "ci_high", "n", "n_benchmarks"]
+        cells, columns=["model", "method", "column", "suite", "value", "ci_low", "ci_high", "n", "n_benchmarks", N_SEEDS]
     )
 
 
 def _column_order(columns: set[str]) -> list[str]:
     known = [b.paper_column for b in BENCHMARKS.values() if b.suite != "harmful"]
+    tail = [SAFETY, INVALID, OVER_MEAN + STRMATCH_SUFFIX, SAFETY + STRMATCH_SUFFIX]
     ordered = [c for c in known if c in columns]
-    extra = sorted(c for c in columns if c not in known and c != SAFETY)
+    extra = sorted(c for c in columns if c not in known and c not in tail)
     # unknown benchmarks (not in the registry) go after the known ones of any suite, before Safety
-    return ordered + extra + ([SAFETY] if SAFETY in columns else [])
+    return ordered + extra + [c for c in tail if c in columns]
 
 
 def _rows_order(keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(set(keys), key=lambda mm: (mm[0], method_sort_key(mm[1])))
 
 
-def main_table(df: pd.DataFrame) -> pd.DataFrame:
-    """DCR's main table, numeric: one row per (model, method).
+def main_table(df: pd.DataFrame, *, per_seed: bool = False) -> pd.DataFrame:
+    """DCR's main table, numeric: one row per (model, method), the mean over seeds.
 
     Columns: ``model, method``, then for each column C in DCR order (XS, CoCo, OR, OK, PH, the
-    controls, Safety) the triple ``C, C_ci_low, C_ci_high``, then ``n_harmful`` (how many harmful
-    benchmarks Safety averages; it may differ between rows when some are missing). Absent cells
-    are NaN. ``write_table`` renders the triples as "0.73 [0.66, 0.80]" in Markdown.
+    controls, Safety, then Invalid and the string-match columns where present) the triple
+    ``C, C_ci_low, C_ci_high``, then ``n_harmful`` (how many harmful benchmarks Safety averages)
+    and ``n_seeds``. The interval is across seeds (``main_cells``). Absent cells are NaN.
+    ``write_table`` renders the triples as "0.73 [0.66, 0.80]" in Markdown. ``per_seed=True``
+    gives one row per (model, method, seed) instead, with each run's bootstrap CIs.
     """
-    cells = main_cells(df)
+    cells = seed_cells(df) if per_seed else main_cells(df)
     cols = _column_order(set(cells["column"]))
-    keyed = {(r.model, r.method, r.column): r for r in cells.itertuples(index=False)}
+    keys = ["model", "method", "seed"] if per_seed else ["model", "method"]
+    keyed = {tuple(getattr(r, k) for k in keys) + (r.column,): r for r in cells.itertuples(index=False)}
+    rows = sorted({tuple(getattr(r, k) for k in keys) for r in cells.itertuples(index=False)},
+                  key=lambda k: (k[0], method_sort_key(k[1]), *k[2:]))
     out: list[dict[str, Any]] = []
-    for model, method in _rows_order(list(zip(cells["model"], cells["method"], strict=True))):
-        row: dict[str, Any] = {"model": model, "method": method}
+    for key in rows:
+        model, method = key[0], key[1]
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
         for c in cols:
-            cell = keyed.get((model, method, c))
+            cell = keyed.get((*key, c))
             row[c] = cell.value if cell is not None else math.nan
             row[c + CI_LOW] = cell.ci_low if cell is not None else math.nan
             row[c + CI_HIGH] = cell.ci_high if cell is not None else math.nan
         if SAFETY in cols:
-            safety = keyed.get((model, method, SAFETY))
+            safety = keyed.get((*key, SAFETY))
             row[N_HARMFUL] = int(safety.n_benchmarks) if safety is not None else 0
+        if not per_seed:
+            row[N_SEEDS] = max(int(getattr(r, N_SEEDS)) for k, r in keyed.items() if k[:2] == (model, method))
         out.append(row)
-    columns = ["model", "method"] + [x for c in cols for x in (c, c + CI_LOW, c + CI_HIGH)]
+    columns = keys + [x for c in cols for x in (c, c + CI_LOW, c + CI_HIGH)]
     if SAFETY in cols:
         columns.append(N_HARMFUL)
+    if not per_seed:
+        columns.append(N_SEEDS)
     return pd.DataFrame.from_records(out, columns=columns)
 
 
-def capability_table(capability_jsons: Sources) -> pd.DataFrame:
+SUMMARY_METRICS = ("answered", "toxic_refused", "invalid", "capability", "recovery")
+
+
+def summary_table(df: pd.DataFrame, capability: pd.DataFrame | None, *, floor: str = "stl",
+                  ceiling: str = "no_safety", per_seed: bool = False) -> pd.DataFrame:
+    """The claims in one row per (model, method): over-refusal recovered, safety and skill kept.
+
+    Per seed: ``answered`` is the mean answered share over the over-refusal benchmarks,
+    ``toxic_refused`` the mean refused share over every should-refuse set (controls and harmful),
+    ``invalid`` the mean share of over-refusal responses that are neither, ``capability`` the mean
+    of the capability tasks, and ``recovery`` = (answered - floor's) / (ceiling's - floor's), with
+    ``floor`` and ``ceiling`` taken from the same seed (their first seed when they have one). Then
+    the mean over seeds and a t interval across seeds. ``capability`` is a
+    ``capability_table(..., per_seed=True)`` frame or None.
+    """
+    sub = df.dropna(subset=["answered", "refused", "invalid"])
+    runs: dict[tuple[str, str, int], dict[str, float]] = {}
+    for (model, method, seed), g in sub.groupby(["model", "method", "seed"], sort=False):
+        over, tox = g[g["suite"] == "over_refusal"], g[g["suite"] != "over_refusal"]
+        runs[(model, method, int(seed))] = {
+            "answered": float(over["answered"].mean()) if len(over) else math.nan,
+            "toxic_refused": float(tox["refused"].mean()) if len(tox) else math.nan,
+            "invalid": float(over["invalid"].mean()) if len(over) else math.nan,
+            "capability": math.nan,
+        }
+    if capability is not None and len(capability):
+        tasks = [c for c in capability.columns if c not in ("model", "method", "seed")]
+        for r in capability.to_dict("records"):
+            key = (r["model"], r["method"], int(r["seed"]))
+            if key in runs:
+                runs[key]["capability"] = float(np.mean([r[t] for t in tasks]))
+
+    def ref(model: str, method: str, seed: int) -> float:
+        seeds = sorted(k[2] for k in runs if k[:2] == (model, method))
+        if not seeds:
+            return math.nan
+        return runs[(model, method, seed if seed in seeds else seeds[0])]["answered"]
+
+    for (model, _method, seed), r in runs.items():
+        lo, hi = ref(model, floor, seed), ref(model, ceiling, seed)
+        r["recovery"] = (r["answered"] - lo) / (hi - lo) if hi - lo > 1e-9 else math.nan
+    keys = sorted(runs, key=lambda k: (k[0], method_sort_key(k[1]), k[2]))
+    if per_seed:
+        return pd.DataFrame.from_records([{"model": k[0], "method": k[1], "seed": k[2], **runs[k]} for k in keys],
+                                         columns=["model", "method", "seed", *SUMMARY_METRICS])
+    out = []
+    for model, method in _rows_order([(k[0], k[1]) for k in keys]):
+        vals = [runs[k] for k in keys if k[:2] == (model, method)]
+        row: dict[str, Any] = {"model": model, "method": method}
+        for m in SUMMARY_METRICS:
+            xs = [v[m] for v in vals if not math.isnan(v[m])]
+            mean, lo, hi = seed_interval(xs) if xs else (math.nan, math.nan, math.nan)
+            if m == "recovery" and len(xs) > 1:  # a ratio is not a rate: no clipping to [0, 1]
+                sd = float(np.std(xs, ddof=1)) / math.sqrt(len(xs))
+                from scipy import stats as st
+
+                half = float(st.t.ppf(0.975, len(xs) - 1)) * sd
+                lo, hi = mean - half, mean + half
+            row.update({m: mean, m + CI_LOW: lo, m + CI_HIGH: hi})
+        row[N_SEEDS] = len(vals)
+        out.append(row)
+    return pd.DataFrame.from_records(
+        out, columns=["model", "method", *[x for m in SUMMARY_METRICS for x in (m, m + CI_LOW, m + CI_HIGH)], N_SEEDS])
+
+
+SWEEP_KNOBS = ("layer", "lr", "steps", "scale", "margin", "pooling", "train_embeddings", "lm_weight")
+
+
+DRIFT_COLUMNS = ("between_after", "drift_cosine", "drift_norm_ratio")
+
+
+def sweep_table(evals: Sources, capability: Sources, settings: Mapping[str, Mapping[str, Any]],
+                defaults: Mapping[str, Any], refs: Mapping[str, str], dcr_metrics: Sequence[PathLike] = ()
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """DCR's sweep: (one row per setting with its knobs and ``summary_table`` claims, the per-seed rows).
+
+    ``settings`` maps each sweep method to its overrides of ``defaults`` (the config's dcr section);
+    the reference methods in ``refs`` (STL, no-safety) come first, with no knobs.
+    ``toxic_refused_gap`` and ``capability_gap`` are STL's mean minus the setting's (the goal allows
+    0.05 and 0.02). ``dcr_metrics``
+    (the DCR stage's metrics.json, under .../<method>/seed<k>/dcr/) add, as means over seeds, the
+    between-class cosine after DCR and how far DCR moved the layer-ℓ representations
+    (``dcr.representation_drift``).
+    """
+    df = collect(evals)
+    cap = capability_table(capability, per_seed=True)
+    summary = summary_table(df, cap, **refs)
+    runs = summary_table(df, cap, per_seed=True, **refs)
+    drift: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for path in dcr_metrics:
+        parts = Path(path).parts
+        m = read_json(path)
+        d = m.get("drift") or {}
+        drift.setdefault((parts[-5], parts[-4]), []).append(
+            (float(m["similarity_after"]["between"]), float(d.get("cosine", math.nan)),
+             float(d.get("norm_ratio", math.nan))))
+    # The goal's side conditions, against the floor method (STL): refusal and capability kept
+    floor = summary[summary["method"] == refs["floor"]]
+    for col, gap in (("toxic_refused", "toxic_refused_gap"), ("capability", "capability_gap")):
+        ref = float(floor[col].iloc[0]) if len(floor) else math.nan
+        summary[gap] = ref - summary[col]
+    for i, col in enumerate(DRIFT_COLUMNS):
+        summary[col] = [float(np.mean([v[i] for v in drift[(mo, me)]])) if (mo, me) in drift else math.nan
+                        for mo, me in zip(summary["model"], summary["method"], strict=True)]
+
+    def knobs(method: str) -> dict[str, Any]:
+        if method not in settings:
+            return {k: None for k in SWEEP_KNOBS}
+        merged = {**defaults, **settings[method]}
+        return {k: str(merged[k]) for k in SWEEP_KNOBS}
+
+    order = [*refs.values(), *settings]
+    summary = summary[summary["method"].isin(order)].copy()
+    summary["_rank"] = summary["method"].map(order.index)
+    summary = summary.sort_values(["model", "_rank"]).drop(columns="_rank")
+    knob_frame = pd.DataFrame([knobs(m) for m in summary["method"]], index=summary.index)
+    table = pd.concat([summary[["model", "method"]], knob_frame, summary.drop(columns=["model", "method"])], axis=1)
+    return table.reset_index(drop=True), runs[runs["method"].isin(order)].reset_index(drop=True)
+
+
+def outcome_table(df: pd.DataFrame) -> pd.DataFrame:
+    """What the responses were, per (model, method, benchmark): answered, refused and invalid shares.
+
+    Means over seeds, each with its t interval across seeds (a single run keeps no interval), from
+    the primary judge's outcome shares; empty when no file carries them. ``invalid`` is what a
+    string matcher would have counted as compliance.
+    """
+    cols = ["answered", "refused", "invalid"]
+    sub = df.dropna(subset=cols)
+    out: list[dict[str, Any]] = []
+    for (model, method, bench), g in sub.groupby(["model", "method", "benchmark"], sort=False):
+        row: dict[str, Any] = {"model": model, "method": method, "benchmark": _column_name(str(bench)),
+                               "suite": g["suite"].iloc[0]}
+        for c in cols:
+            mean, lo, hi = seed_interval(g[c].tolist())
+            row.update({c: mean, c + CI_LOW: lo, c + CI_HIGH: hi})
+        row[N_SEEDS] = len(g)
+        out.append(row)
+    out.sort(key=lambda r: (r["model"], method_sort_key(r["method"]), _benchmark_rank(_paper_to_name(r["benchmark"]))))
+    return pd.DataFrame.from_records(
+        out, columns=["model", "method", "benchmark", "suite", *[x for c in cols for x in (c, c + CI_LOW, c + CI_HIGH)],
+                      N_SEEDS])
+
+
+def _paper_to_name(column: str) -> str:
+    return next((name for name, b in BENCHMARKS.items() if b.paper_column == column), column)
+
+
+def capability_table(capability_jsons: Sources, *, per_seed: bool = False) -> pd.DataFrame:
     """One row per (model, method); one column per capability task (its primary metric's value).
 
-    Task columns follow the papers' order (``capability.PAPER_TASKS``), then the rest
-    alphabetically. A task missing for some row is NaN there.
+    Each cell is the mean over seeds with a t interval across them (``_ci_low``/``_ci_high``), and
+    ``n_seeds`` counts them; ``per_seed=True`` gives one row per seed instead. Task columns follow
+    the papers' order (``capability.PAPER_TASKS``), then the rest alphabetically. A task missing
+    for some row is NaN there.
     """
     from ..capability import PAPER_TASKS
 
-    rows: dict[tuple[str, str], dict[str, float]] = {}
+    rows: dict[tuple[str, str, int], dict[str, float]] = {}
     tasks: set[str] = set()
-    for path, model, method in _labelled(capability_jsons):
+    for path, model, method, seed in _labelled(capability_jsons):
         obj = read_json(path)
         if not isinstance(obj, dict) or not isinstance(obj.get("tasks"), dict):
             raise DataError(f"{path}: expected a capability result with a 'tasks' object")
-        if (model, method) in rows:
-            raise ValueError(f"two capability results for ({model}, {method})")
+        if (model, method, seed) in rows:
+            raise ValueError(f"two capability results for ({model}, {method}, seed {seed})")
         vals: dict[str, float] = {}
         for name, res in obj["tasks"].items():
             try:
                 vals[name] = float(res["metrics"][res["primary_metric"]])
             except (KeyError, TypeError) as exc:
                 raise DataError(f"{path}: task {name!r}: no value for its primary metric") from exc
-        rows[(model, method)] = vals
+        rows[(model, method, seed)] = vals
         tasks |= set(vals)
     paper = [t for t in PAPER_TASKS if t in tasks]
     cols = paper + sorted(tasks - set(paper))
-    out = [
-        {"model": m, "method": meth, **{t: rows[(m, meth)].get(t, math.nan) for t in cols}}
-        for m, meth in _rows_order(list(rows))
-    ]
-    return pd.DataFrame.from_records(out, columns=["model", "method", *cols])
+    if per_seed:
+        keys = sorted(rows, key=lambda k: (k[0], method_sort_key(k[1]), k[2]))
+        out = [{"model": m, "method": meth, "seed": sd, **{t: rows[(m, meth, sd)].get(t, math.nan) for t in cols}}
+               for m, meth, sd in keys]
+        return pd.DataFrame.from_records(out, columns=["model", "method", "seed", *cols])
+    out = []
+    for m, meth in _rows_order([(k[0], k[1]) for k in rows]):
+        runs = [v for k, v in rows.items() if k[:2] == (m, meth)]
+        row: dict[str, Any] = {"model": m, "method": meth}
+        for t in cols:
+            vals = [r[t] for r in runs if t in r]
+            mean, lo, hi = seed_interval(vals) if vals else (math.nan, math.nan, math.nan)
+            row.update({t: mean, t + CI_LOW: lo, t + CI_HIGH: hi})
+        row[N_SEEDS] = len(runs)
+        out.append(row)
+    return pd.DataFrame.from_records(
+        out, columns=["model", "method", *[x for t in cols for x in (t, t + CI_LOW, t + CI_HIGH)], N_SEEDS])
 
 
 WINRATE = "win_rate"
@@ -261,12 +495,14 @@ WINRATE_COLUMNS = ["model", "method", "reference", WINRATE, WINRATE + CI_LOW, WI
                    "n_identical", "n_judge_errors", "n_position_disagreements", "judge"]
 
 
-def winrate_table(winrate_jsons: Sequence[PathLike]) -> pd.DataFrame:
+def winrate_table(winrate_jsons: Sequence[PathLike], *, per_seed: bool = False) -> pd.DataFrame:
     """One row per (model, method): the pairwise win rate against the reference and its CI.
 
     ``win_rate`` is in [0, 1] with ties counted 0.5 (0.5 = as good as the reference); the Markdown
     renders it as "0.62 [0.55, 0.69]". ``judge`` names the judging model. Rows follow the papers'
-    method order; all files must share one reference method.
+    method order; all files must share one reference method. Over several seeds, the win rate is
+    their mean with a t interval across them and the counts are summed; ``per_seed=True`` keeps
+    one row per seed with its own bootstrap CI.
     """
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     references: set[str] = set()
@@ -277,12 +513,12 @@ def winrate_table(winrate_jsons: Sequence[PathLike]) -> pd.DataFrame:
                    if not isinstance(obj, dict) or k not in obj]
         if missing:
             raise DataError(f"{where}: not a win-rate result (missing {', '.join(missing)})")
-        key = (str(obj["model"]), str(obj["method"]))
+        key = (str(obj["model"]), str(obj["method"]), int(obj.get("seed", NO_SEED)))
         if key in rows:
             raise ValueError(f"two win-rate results for {key}")
         references.add(str(obj["reference"]))
         rows[key] = {
-            "model": key[0], "method": key[1], "reference": str(obj["reference"]),
+            "model": key[0], "method": key[1], "seed": key[2], "reference": str(obj["reference"]),
             WINRATE: _num(obj[WINRATE], where, WINRATE), WINRATE + CI_LOW: _num(obj["ci_low"], where, "ci_low"),
             WINRATE + CI_HIGH: _num(obj["ci_high"], where, "ci_high"), "n": int(obj["n"]),
             "n_scored": int(obj["n_scored"]), "n_identical": int(obj.get("n_identical", 0)),
@@ -292,8 +528,21 @@ def winrate_table(winrate_jsons: Sequence[PathLike]) -> pd.DataFrame:
         }
     if len(references) > 1:
         raise ValueError(f"win-rate results against different references {sorted(references)}")
-    out = [rows[k] for k in _rows_order(list(rows))]
-    return pd.DataFrame.from_records(out, columns=WINRATE_COLUMNS)
+    keys = sorted(rows, key=lambda k: (k[0], method_sort_key(k[1]), k[2]))
+    if per_seed:
+        return pd.DataFrame.from_records([rows[k] for k in keys], columns=["seed", *WINRATE_COLUMNS])
+    out = []
+    for m, meth in _rows_order([(k[0], k[1]) for k in keys]):
+        runs = [rows[k] for k in keys if k[:2] == (m, meth)]
+        if len(runs) == 1:
+            agg = {c: runs[0][c] for c in (WINRATE, WINRATE + CI_LOW, WINRATE + CI_HIGH)}
+        else:
+            mean, lo, hi = seed_interval([r[WINRATE] for r in runs])
+            agg = {WINRATE: mean, WINRATE + CI_LOW: lo, WINRATE + CI_HIGH: hi}
+        out.append({**runs[0], **agg, **{c: sum(r[c] for r in runs) for c in
+                                         ("n", "n_scored", "n_identical", "n_judge_errors", "n_position_disagreements")},
+                    N_SEEDS: len(runs)})
+    return pd.DataFrame.from_records(out, columns=[*WINRATE_COLUMNS, N_SEEDS])
 
 
 # --------------------------------------------------------------------------- writing

@@ -1,0 +1,10 @@
+"""DCR's sweep: each setting's claims (answered, toxic refusal, capability, recovery) over seeds (rule dcr_sweep)."""
+from overrefusal.report.tables import sweep_table, write_table
+from overrefusal.runtime import rule_context
+
+with rule_context(snakemake):  # noqa: F821
+    smk = snakemake  # noqa: F821
+    table, runs = sweep_table(smk.input.evals, smk.input.capability, smk.params.settings, smk.params.defaults,
+                              smk.params.summary, dcr_metrics=smk.input.dcr)
+    write_table(table, smk.output.csv, smk.output.md)
+    write_table(runs, smk.output.seeds_csv, smk.output.seeds_md)
