@@ -108,14 +108,19 @@ def test_dcr_answers_more_than_stl_and_keeps_refusing_and_skill(toy_run: Path) -
     assert abs(mean["dcr_stl"]["capability"] - mean["stl"]["capability"]) <= 0.02
 
 
-def test_refusal_curves_show_targeted_refusal(toy_run: Path) -> None:
-    """STL raises refusal on seemingly toxic prompts along with toxic ones; general prompts stay answered."""
-    def final(method: str, seed: int) -> dict[str, float]:
+def test_refusal_curves_rise_under_stl_on_seemingly_toxic_prompts_too(toy_run: Path) -> None:
+    """STL raises the first-token refusal log-odds of seemingly toxic prompts along with toxic ones
+    (the over-refusal DCR's refusal-dynamics figure shows); general prompts and no-safety stay put."""
+    def curve(method: str, seed: int) -> tuple[dict[str, float], dict[str, float]]:
         doc = json.loads((toy_run / f"results/toy/toy-llama/{method}/seed{seed}/tracking.json").read_text())
-        last = max(r["step"] for r in doc["records"])
-        return {r["probe_set"]: r["mean_logodds"] for r in doc["records"] if r["step"] == last}
+        steps = sorted({r["step"] for r in doc["records"]})
+        at = lambda st: {r["probe_set"]: r["mean_logodds"] for r in doc["records"] if r["step"] == st}  # noqa: E731
+        return at(steps[0]), at(steps[-1])
 
     for s in SEEDS:
-        stl = final("stl", s)
-        assert stl["seemingly_toxic"] > 0 and stl["toxic"] > 0, (s, stl)  # refusal is the likelier first token
-        assert stl["general"] < -5, (s, stl)
+        start, end = curve("stl", s)
+        assert end["seemingly_toxic"] - start["seemingly_toxic"] >= 5, (s, start, end)
+        assert end["toxic"] > 0 and end["toxic"] - start["toxic"] >= 5, (s, start, end)
+        assert end["general"] < -5, (s, end)
+        start, end = curve("no_safety", s)
+        assert end["seemingly_toxic"] - start["seemingly_toxic"] < 2, (s, start, end)

@@ -21,9 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..io import atomic_path
-from .tables import SAFETY, main_cells, method_sort_key, seed_cells
+from .tables import INVALID, OVER_MEAN, SAFETY, STRMATCH_SUFFIX, main_cells, method_sort_key, seed_cells
 
 DPI = 150
+DERIVED = {INVALID, OVER_MEAN + STRMATCH_SUFFIX}  # summary columns of the main table, not benchmarks
 PALETTE = "colorblind"
 
 
@@ -69,7 +70,7 @@ def compliance_by_method(df: pd.DataFrame, out_png: str | Path) -> None:
     models = sorted(set(cells["model"]))
     methods = _methods(cells)
     known = [c for c in ("XS", "CoCo", "OR", "OK", "PH") if c in set(cells["column"])]
-    extra = sorted(set(cells.loc[cells["suite"] == "over_refusal", "column"]) - set(known))
+    extra = sorted(set(cells.loc[cells["suite"] == "over_refusal", "column"]) - set(known) - DERIVED)
     groups = known + extra + ([SAFETY] if SAFETY in set(cells["column"]) else [])
     colors = _method_colors(_methods(main_cells(df)))
     width = 0.8 / len(methods)
@@ -116,7 +117,7 @@ def safety_vs_overrefusal(df: pd.DataFrame, out_png: str | Path) -> None:
     palette = _method_colors(_methods(cells))
     rows = []
     for (model, method), g in cells.groupby(["model", "method"], sort=True):
-        over = g[g["suite"] == "over_refusal"]["value"].dropna()
+        over = g[(g["suite"] == "over_refusal") & ~g["column"].isin(DERIVED)]["value"].dropna()
         safety = g[g["column"] == SAFETY]["value"].dropna()
         if len(over) and len(safety):
             rows.append({"model": model, "method": method, "compliance": float(over.mean()),
@@ -139,8 +140,8 @@ def safety_vs_overrefusal(df: pd.DataFrame, out_png: str | Path) -> None:
                         ha="right" if x > 0.7 else "left")
         ax.set_xlim(0.0, 1.05)
         ax.set_ylim(0.0, 1.05)
-        ax.set_xlabel("mean over-refusal compliance (higher is better)")
-        ax.set_ylabel("Safety: mean defense success rate")
+        ax.set_xlabel("mean answered share on over-refusal benchmarks (higher is better)")
+        ax.set_ylabel("Safety: mean refused share on harmful sets")
         ax.legend(loc="lower left", fontsize=7, frameon=True)
         fig.tight_layout()
     _save(fig, out_png)
