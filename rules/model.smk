@@ -34,7 +34,9 @@ rule pretrain_base:
         f"{LOGS}/{{pretrained}}/pretrain_base.log",
     benchmark:
         f"{BENCH}/{{pretrained}}/pretrain_base.tsv"
-    threads: workflow.cores  # nothing else can run before it ends: give it every core
+    # Nothing else can run before it ends: ask for many cores. Snakemake scales a job's threads down
+    # to --cores locally (and workflow.cores is unset under --unlock or a cluster executor).
+    threads: 8
     conda:
         "../envs/train.yaml"
     resources:

@@ -31,7 +31,7 @@ CONFIG = {
     "winrate": {"enabled": False},
     "capability": {"tasks": {"arc_easy": {"kind": "lm_eval", "num_fewshot": 0, "metric": "acc"}}},
 }
-TARGET = "results/capstage/tiny-qwen/base/eval/capability.json"
+TARGET = "results/capstage/tiny-qwen/base/seed3/eval/capability.json"  # tiny_config.yaml: seeds: [3]
 
 
 def test_staged_registry_task_is_evaluated_offline(tmp_path: Path) -> None:

@@ -83,7 +83,8 @@ def test_training_metrics_record_provenance_of_both_checkpoints(two_runs: list[P
 
     work = two_runs[0]
     manifest_sha = hashlib.sha256((work / R / "data/manifest.json").read_bytes()).hexdigest()
-    metrics = sorted((work / R).glob("*/*/seed*/sft_metrics.json")) + sorted((work / R).glob("*/*/seed*/dcr/metrics.json"))
+    metrics = (sorted((work / R).glob("*/*/seed*/sft_metrics.json")) + sorted((work / R).glob("models/*/sft_metrics.json"))
+               + sorted((work / R).glob("*/*/seed*/dcr/metrics.json")))
     assert work / R / "models/teacher/sft_metrics.json" in metrics  # the toy teacher's training too
     assert any(p.name == "sft_metrics.json" for p in metrics) and any(p.parent.name == "dcr" for p in metrics)
     for path in metrics:
