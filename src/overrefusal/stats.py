@@ -56,12 +56,12 @@ def bootstrap_ci(
     return mean, min(float(low), mean), max(float(high), mean)
 
 
-def seed_interval(values: Sequence[float], alpha: float = 0.05) -> tuple[float, float, float]:
+def seed_interval(values: Sequence[float], alpha: float = 0.05, *, rate: bool = True) -> tuple[float, float, float]:
     """``(mean, low, high)`` over independent runs (seeds): Student's t interval of the mean.
 
     This is the spread a reader needs to know whether a claim survives a reseed, which a bootstrap
-    over one run's prompts cannot show. One value has no spread: its interval is NaN. The interval
-    is clipped to [0, 1], since every quantity it is used for is a rate.
+    over one run's prompts cannot show. One value has no spread: its interval is NaN. For a rate
+    (``rate=True``) the interval is clipped to [0, 1]; a ratio such as recovery is not clipped.
     """
     from scipy import stats as st
 
@@ -72,4 +72,6 @@ def seed_interval(values: Sequence[float], alpha: float = 0.05) -> tuple[float, 
     if x.size == 1:
         return mean, float("nan"), float("nan")
     half = float(st.t.ppf(1.0 - alpha / 2.0, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    if not rate:
+        return mean, mean - half, mean + half
     return mean, max(0.0, mean - half), min(1.0, mean + half)

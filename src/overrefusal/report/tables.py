@@ -221,6 +221,13 @@ def seed_cells(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(cells, columns=CELL_COLUMNS)
 
 
+def _over_seeds(values: Sequence[float], lows: Sequence[float], highs: Sequence[float]) -> tuple[float, float, float]:
+    """Mean over seeds with a t interval across them; a single run keeps its own (bootstrap) interval."""
+    if len(values) == 1:
+        return float(values[0]), float(lows[0]), float(highs[0])
+    return seed_interval(values)
+
+
 def main_cells(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, method, column), over seeds: the mean and a t interval across seeds.
 
@@ -230,11 +237,7 @@ def main_cells(df: pd.DataFrame) -> pd.DataFrame:
     per_seed = seed_cells(df)
     cells: list[dict[str, Any]] = []
     for (model, method, column), g in per_seed.groupby(["model", "method", "column"], sort=False):
-        if len(g) == 1:
-            r = g.iloc[0]
-            mean, lo, hi = float(r["value"]), float(r["ci_low"]), float(r["ci_high"])
-        else:
-            mean, lo, hi = seed_interval(g["value"].tolist())
+        mean, lo, hi = _over_seeds(g["value"].tolist(), g["ci_low"].tolist(), g["ci_high"].tolist())
         cells.append({"model": model, "method": method, "column": column, "suite": g["suite"].iloc[0],
                       "value": mean, "ci_low": lo, "ci_high": hi, "n": int(g["n"].iloc[0]),
                       "n_benchmarks": int(g["n_benchmarks"].iloc[0]), N_SEEDS: len(g)})
@@ -346,13 +349,7 @@ def summary_table(df: pd.DataFrame, capability: pd.DataFrame | None, *, floor: s
         row: dict[str, Any] = {"model": model, "method": method}
         for m in SUMMARY_METRICS:
             xs = [v[m] for v in vals if not math.isnan(v[m])]
-            mean, lo, hi = seed_interval(xs) if xs else (math.nan, math.nan, math.nan)
-            if m == "recovery" and len(xs) > 1:  # a ratio is not a rate: no clipping to [0, 1]
-                sd = float(np.std(xs, ddof=1)) / math.sqrt(len(xs))
-                from scipy import stats as st
-
-                half = float(st.t.ppf(0.975, len(xs) - 1)) * sd
-                lo, hi = mean - half, mean + half
+            mean, lo, hi = seed_interval(xs, rate=m != "recovery") if xs else (math.nan, math.nan, math.nan)
             row.update({m: mean, m + CI_LOW: lo, m + CI_HIGH: hi})
         row[N_SEEDS] = len(vals)
         out.append(row)
@@ -534,11 +531,8 @@ def winrate_table(winrate_jsons: Sequence[PathLike], *, per_seed: bool = False) 
     out = []
     for m, meth in _rows_order([(k[0], k[1]) for k in keys]):
         runs = [rows[k] for k in keys if k[:2] == (m, meth)]
-        if len(runs) == 1:
-            agg = {c: runs[0][c] for c in (WINRATE, WINRATE + CI_LOW, WINRATE + CI_HIGH)}
-        else:
-            mean, lo, hi = seed_interval([r[WINRATE] for r in runs])
-            agg = {WINRATE: mean, WINRATE + CI_LOW: lo, WINRATE + CI_HIGH: hi}
+        mean, lo, hi = _over_seeds(*([r[c] for r in runs] for c in (WINRATE, WINRATE + CI_LOW, WINRATE + CI_HIGH)))
+        agg = {WINRATE: mean, WINRATE + CI_LOW: lo, WINRATE + CI_HIGH: hi}
         out.append({**runs[0], **agg, **{c: sum(r[c] for r in runs) for c in
                                          ("n", "n_scored", "n_identical", "n_judge_errors", "n_position_disagreements")},
                     N_SEEDS: len(runs)})
