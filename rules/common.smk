@@ -29,9 +29,15 @@ MODELS = enabled_models(config)
 # Models trained from scratch in the pipeline (toy world) vs fetched from the HF hub (paper presets).
 PRETRAIN_MODELS = [m for m in MODELS if config["models"][m]["source"] == "pretrain"]
 HUB_MODELS = [m for m in MODELS if config["models"][m]["source"] == "hub"]
+# ... or converted from a GGUF file that a Python package ships (rule convert_gguf).
+GGUF_MODELS = [m for m in MODELS if config["models"][m]["source"] == "gguf"]
 METHODS = enabled_methods(config)
 # Training seeds: every trained method runs once per seed (results/<name>/<model>/<method>/seed<k>/).
 SEEDS = [int(s) for s in config["seeds"]]
+# Device, dtype and CPU threads of every model-loading rule. Threads are not a param: they change no
+# output a rerun should follow (and the toy world runs many one-thread jobs side by side).
+COMPUTE = config["compute"]
+COMPUTE_PARAMS = {k: COMPUTE[k] for k in ("device", "dtype")}
 EVAL_BENCHMARKS = list(config["eval"]["benchmarks"])
 TRAINED_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].trains]
 DCR_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].dcr]
@@ -67,6 +73,7 @@ wildcard_constraints:
     dcr_method="|".join(map(re.escape, DCR_METHODS + SWEEP_METHODS)) or "NONE",
     pretrained="|".join(PRETRAIN_MODELS) or "NONE",
     hub_model="|".join(m for m in HUB_MODELS if not config["models"][m].get("local_dir")) or "NONE",
+    gguf_model="|".join(GGUF_MODELS) or "NONE",
     seed=r"\d+",
 
 
@@ -96,7 +103,8 @@ def get_dcr_params(wildcards):
 
 
 def base_model_path(model):
-    """Where a model's base checkpoint is: pretrained here, a hub snapshot, or a given local_dir."""
+    """Where a model's base checkpoint is: pretrained here, a hub snapshot or converted GGUF file under
+    resources/models/, or a given local_dir."""
     spec = config["models"][model]
     if spec["source"] == "pretrain":
         return f"{RESULTS}/models/{model}/base"
@@ -111,6 +119,13 @@ def get_hub_spec(wildcards):
     """What a hub snapshot depends on (plain dict): repo, revision, depth and file patterns."""
     spec = config["models"][wildcards.hub_model]
     return {k: spec[k] for k in ("repo_id", "revision", "num_layers", "allow_patterns") if k in spec}
+
+
+def get_gguf_spec(wildcards):
+    """What a conversion depends on (plain dict): the file's package, version and name (or path), the depth
+    and the template (a chat template is required for template: chat)."""
+    spec = config["models"][wildcards.gguf_model]
+    return {k: spec[k] for k in ("package", "version", "file", "path", "num_layers", "template") if k in spec}
 
 
 def get_sft_inputs(wildcards):
@@ -189,8 +204,15 @@ def get_sweep_inputs(wildcards):
                     for seed in SEEDS]}
 
 
+def get_sample_jsons(wildcards=None):
+    """Every method's results on its first seed (rule samples)."""
+    return [f"{run_dir(model, method, seeds_of(method)[0])}/eval/{b}.json"
+            for model in MODELS for method in METHODS for b in EVAL_BENCHMARKS]
+
+
 def get_final_outputs(wildcards=None):
     return [
+        f"{RESULTS}/samples.md",
         f"{RESULTS}/tables/main.csv",
         f"{RESULTS}/tables/main.md",
         f"{RESULTS}/tables/capability.csv",
@@ -303,7 +325,7 @@ REAL_PLAN = plan_real_data(REAL, config["data"].get("raw_dir"), EVAL_BENCHMARKS)
 REAL_STAGE = {k: (REAL or {}).get(k, d) for k, d in
               [("download", False), ("download_dir", None), ("pins", {}), ("allow_unpinned", False),
                ("github_mirror", None)]}
-REAL_EVAL = {k: REAL[k] for k in ("xstest_heldout", "harmbench_functional") if REAL and k in REAL}
+REAL_EVAL = {k: REAL[k] for k in ("xstest_heldout", "harmbench_functional", "eval_subset") if REAL and k in REAL}
 # Benchmarks whose source can be had: the leakage check covers these; the others are named as missing.
 REAL_CHECKED = [b for b in EVAL_BENCHMARKS if REAL and REAL_PLAN["benchmarks"][b] not in REAL_PLAN["missing"]]
 REAL_UNCHECKED = [b for b in EVAL_BENCHMARKS if REAL and b not in REAL_CHECKED]

@@ -15,6 +15,7 @@ rule dcr_contrastive:
         metrics=f"{RESULTS}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr/metrics.json",
         tracking=f"{RESULTS}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr/tracking.json",
     params:
+        compute=COMPUTE_PARAMS,
         dcr=get_dcr_params,
         template=get_template,
         tracking=config["tracking"],
@@ -22,7 +23,7 @@ rule dcr_contrastive:
         f"{LOGS}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr_contrastive.log",
     benchmark:
         f"{BENCH}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr_contrastive.tsv"
-    threads: 1
+    threads: COMPUTE["threads"]
     conda:
         "../envs/train.yaml"
     resources:

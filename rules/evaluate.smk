@@ -15,13 +15,14 @@ rule generate:
         **({"helpfulness": f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/generations/helpfulness.jsonl"}
            if WINRATE_ON else {}),
     params:
+        compute=COMPUTE_PARAMS,
         eval=GENERATION_PARAMS,  # decoding only: changing a judge or the bootstrap must not regenerate
         template=get_template,
     log:
         f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/generate.log",
     benchmark:
         f"{BENCH}/{{model}}/{{method}}/seed{{seed}}/generate.tsv"
-    threads: 1
+    threads: COMPUTE["threads"]
     conda:
         "../envs/eval.yaml"
     resources:
@@ -67,13 +68,14 @@ rule capability:
     output:
         f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/eval/capability.json",
     params:
+        compute=COMPUTE_PARAMS,
         capability=CAPABILITY,
         template=get_template,
     log:
         f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/capability.log",
     benchmark:
         f"{BENCH}/{{model}}/{{method}}/seed{{seed}}/capability.tsv"
-    threads: 1
+    threads: COMPUTE["threads"]
     conda:
         "../envs/eval.yaml"
     resources:

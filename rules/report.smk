@@ -120,6 +120,29 @@ localrules:
     figure_safety_tradeoff,
 
 
+# A seeded sample of judged generations per method and benchmark, first seed only, beside the tables.
+rule samples:
+    input:
+        get_sample_jsons,
+    output:
+        f"{RESULTS}/samples.md",
+    params:
+        samples=config["samples"],
+    log:
+        f"{LOGS}/report/samples.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/samples.py"
+
+
+localrules:
+    samples,
+
+
 # README blocks (<!-- results: <path> --> ... <!-- /results -->) re-rendered from this run's files:
 # `snakemake --cores all readme` after a run, so the README shows exactly what results/ holds.
 from overrefusal.report.readme import blocks as readme_blocks
@@ -148,3 +171,31 @@ rule readme:
 
 localrules:
     readme,
+
+
+# GPU memory of DCR's stage and of SFT for every GPU preset (README "Memory"): parameter counts from the
+# models' config.json dimensions, no download. Not part of `all`: `snakemake --cores 1 memory_estimate`.
+from overrefusal.config import preset_files
+
+MEMORY_PRESETS = ["dcr_llama3-8b", "dcr_qwen2.5-1.5b", "dcr_qwen2.5-7b", "tbr"]
+rule memory_estimate:
+    input:
+        files=sorted({f for name in MEMORY_PRESETS for f in preset_files(name)}),
+        base="config.yaml",  # the file, not this run's (merged) config
+    output:
+        "results/memory/presets.md",
+    params:
+        presets=MEMORY_PRESETS,
+    log:
+        "logs/memory/presets.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/memory_estimate.py"
+
+
+localrules:
+    memory_estimate,

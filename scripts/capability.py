@@ -15,7 +15,7 @@ with rule_context(snakemake) as log:  # noqa: F821
              for name, spec in cap["tasks"].items()}
     record = getattr(smk.input, "registry_record", None)  # only when a kind: lm_eval task is configured
     result = run_capability(smk.input.model, tasks, template=smk.params.template, batch_size=cap["batch_size"],
-                            cache_dir=getattr(smk.input, "registry_cache", None))
+                            compute=smk.params.compute, cache_dir=getattr(smk.input, "registry_cache", None))
     staged = {"capability_data": read_json(record)} if record else {}
     result["provenance"] = rule_provenance(smk, model=model_dir_provenance(smk.input.model), **staged)
     write_json(smk.output[0], result)

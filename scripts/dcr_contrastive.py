@@ -1,5 +1,5 @@
 """DCR's contrastive refinement stage (rule dcr_contrastive), with refusal tracking."""
-from overrefusal.dcr import train_dcr
+from overrefusal.dcr import DCRConfig, train_dcr
 from overrefusal.io import write_json
 from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.models.loading import load_tokenizer
@@ -10,13 +10,13 @@ from overrefusal.tracking import PROBE_SETS, DCRTrack, build_tracker, disabled_j
 
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
-    d = smk.params.dcr
+    cfg = DCRConfig.from_params(smk.params.dcr)
     t = smk.params.tracking
     rows = read_records(smk.input.contrastive)
     seemingly = [r["prompt"] for r in rows if r["label"] == "seemingly_toxic"]
     toxic = [r["prompt"] for r in rows if r["label"] == "toxic"]
     lm_texts = []
-    if d["lm_weight"] > 0:  # the LM-regularised variant reads the general SFT data
+    if cfg.lm_weight > 0:  # the LM-regularised variant reads the general SFT data
         tok = load_tokenizer(smk.input.model)
         lm_texts = [render_dialogue(tok, user_text(r), r["response"], smk.params.template)
                     for r in read_records(smk.input.general)]
@@ -24,21 +24,18 @@ with rule_context(snakemake) as log:  # noqa: F821
     if t["enabled"]:
         tracker = build_tracker(smk.input.model, {s: getattr(smk.input, f"probe_{s}") for s in PROBE_SETS},
                                 smk.input.refusals, template=smk.params.template, n_probe=t["n_probe"],
-                                max_length=d["max_length"], batch_size=t["batch_size"])
+                                max_length=cfg.max_length, batch_size=t["batch_size"])
         track = DCRTrack(tracker, t["every_steps"])
-    metrics = train_dcr(smk.input.model, smk.output.model, seemingly, toxic, template=smk.params.template,
-                        layer=d["layer"], steps=d["steps"], lr=d["lr"], batch_size=d["batch_size"],
-                        margin=d["margin"], scale=d["scale"], pooling=d["pooling"], seed=d["seed"], max_length=d["max_length"],
-                        weight_decay=d["weight_decay"], train_embeddings=d["train_embeddings"],
-                        lm_weight=d["lm_weight"], lm_texts=lm_texts, track=track)
+    metrics = train_dcr(smk.input.model, smk.output.model, seemingly, toxic, cfg, template=smk.params.template,
+                        lm_texts=lm_texts, compute=smk.params.compute, track=track)
     metrics["provenance"] = rule_provenance(smk, start_model=model_dir_provenance(smk.input.model),
                                             model=model_dir_provenance(smk.output.model))
     write_json(smk.output.metrics, metrics)
     ident = {"stage": "dcr", "model": smk.wildcards.model, "method": smk.wildcards.dcr_method,
              "seed": int(smk.wildcards.seed)}
     write_json(smk.output.tracking,
-               tracker.to_json(**ident, every_steps=t["every_steps"], total_steps=d["steps"],
-                               extra={"layer": d["layer"]})
+               tracker.to_json(**ident, every_steps=t["every_steps"], total_steps=cfg.steps,
+                               extra={"layer": cfg.layer})
                if tracker is not None else disabled_json(**ident))
-    log.info("DCR layer %d: between-class cosine %.3f -> %.3f", d["layer"],
+    log.info("DCR layer %d: between-class cosine %.3f -> %.3f", cfg.layer,
              metrics["similarity_before"]["between"], metrics["similarity_after"]["between"])

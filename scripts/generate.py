@@ -11,7 +11,7 @@ from overrefusal.winrate import generation_records, load_prompt_sets
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
     ev = smk.params.eval
-    model, tok = load_model(smk.input.model), load_tokenizer(smk.input.model)  # loaded once for all benchmarks
+    model, tok = load_model(smk.input.model, smk.params.compute), load_tokenizer(smk.input.model)  # loaded once for all benchmarks
     meta = {}
     for records_path, out in zip(smk.input.records, smk.output[: len(smk.input.records)]):
         bench = Path(records_path).stem

@@ -3,7 +3,7 @@ import contextlib
 
 from overrefusal.io import write_json
 from overrefusal.llm import ChatClient
-from overrefusal.llm.server import local_server
+from overrefusal.llm.launcher import local_server
 from overrefusal.provenance import weights_sha256
 from overrefusal.records import read_records
 from overrefusal.reflect import external_reflections, filter_reflections

@@ -8,7 +8,8 @@ with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
     tbr = smk.params.tbr
     raw = internal_reflections(smk.input.model, read_records(smk.input.safety), read_records(smk.input.shots), tbr,
-                               smk.params.template, f"{smk.output.reflections}.raw.jsonl")
+                               smk.params.template, f"{smk.output.reflections}.raw.jsonl",
+                               compute=smk.params.compute)
     kept, counts = filter_reflections(raw, tbr)
     write_json(smk.output.reflections, {"source": "internal", "model": smk.input.model, "filter": counts,
                                         "raw": raw, "reflections": kept})

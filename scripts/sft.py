@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from overrefusal.io import read_json, write_json
+from overrefusal.methods import KINDS
 from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.records import read_records
 from overrefusal.runtime import rule_context
@@ -14,7 +15,7 @@ with rule_context(snakemake) as log:  # noqa: F821
     t = smk.params.tracking
     data = {Path(f).stem: read_records(f) for f in smk.input.data}
     reflections, gamma = None, 0.0
-    if "tbr" in p:  # a kind with reflections
+    if KINDS[p["kind"]].reflections:
         reflections, gamma = read_json(smk.input.reflections)["reflections"], p["tbr"]["gamma"]
     examples, stats = build_examples(data, template=smk.params.template, reflections=reflections, gamma=gamma,
                                      seed=p["sft"]["seed"])
@@ -25,7 +26,8 @@ with rule_context(snakemake) as log:  # noqa: F821
                                 max_length=p["sft"]["max_length"], batch_size=t["batch_size"])
         callbacks.append(RefusalTrackingCallback(tracker, t["every_steps"]))
         log.info("refusal tokens: %s", [(r["id"], r["token"]) for r in tracker.refusal.table])
-    metrics = train_sft(smk.input.start, smk.output.model, examples, p["sft"], callbacks=callbacks)
+    metrics = train_sft(smk.input.start, smk.output.model, examples, p["sft"], compute=smk.params.compute,
+                        callbacks=callbacks)
     prov = rule_provenance(smk, start_model=model_dir_provenance(smk.input.start),
                            model=model_dir_provenance(smk.output.model))
     write_json(smk.output.metrics, {**metrics, "method": p, "data": stats, "provenance": prov})

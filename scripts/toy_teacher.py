@@ -9,7 +9,8 @@ from overrefusal.sft import train_sft
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
     cfg = {**smk.params.sft, "lr": smk.params.teacher["lr"], "epochs": smk.params.teacher["epochs"]}
-    metrics = train_sft(smk.input.base, smk.output.model, teacher_examples(read_records(smk.input.data), smk.params.system_prompt), cfg)
+    metrics = train_sft(smk.input.base, smk.output.model, teacher_examples(read_records(smk.input.data), smk.params.system_prompt), cfg,
+                        compute=smk.params.compute)
     metrics["provenance"] = rule_provenance(smk, start_model=model_dir_provenance(smk.input.base),
                                             model=model_dir_provenance(smk.output.model))
     write_json(smk.output.metrics, metrics)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from overrefusal.config import merge_config, preset_files  # noqa: F401 - re-exported for the tests
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # Never copied: outputs, caches and environments of the developer's own runs.
@@ -42,16 +44,6 @@ def jobs_in_dry_run(stdout: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
-
-
-def merge_config(base: dict, over: dict) -> dict:
-    """Snakemake's ``--configfile`` merge: nested mappings update, everything else replaces."""
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            merge_config(base[k], v)
-        else:
-            base[k] = v
-    return base
 
 
 def preset_config(*names: str) -> dict:

@@ -522,16 +522,70 @@ def _n_of(name: str, res: Mapping[str, Any]) -> int:
 # --------------------------------------------------------------------------- running
 
 
-def _load_model(model_dir: str, device: str | None) -> tuple[Any, Any]:
-    """Load model and tokenizer; float32 on CPU (CPU half precision is slow and lossy), bf16 on GPU."""
-    import torch
+def _evaluate(lm: Any, tasks: Mapping[str, Mapping[str, Any]], local_cfgs: list[dict[str, Any]],
+              plan: Mapping[int, list[str]], registry: Mapping[int, Any], cache_dir: Any,
+              common: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """lm-eval over the local tasks (one call) and the registry tasks (one call per few-shot count);
+    returns, per capability task name, the lm-eval results dict its numbers are in."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
 
+    raw: dict[str, Mapping[str, Any]] = {}
+    if local_cfgs:
+        with _hf_offline():
+            res = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=list(local_cfgs),
+                num_fewshot=None,  # each inline config carries its own count
+                task_manager=TaskManager(include_defaults=False),
+                **common,
+            )
+        for cfg in local_cfgs:
+            raw[cfg["task"]] = res
+    for nfs, names in plan.items():
+        # the tasks built above, so lm-eval does not load (or look for) their data again
+        with _hf_offline(), _datasets_cache(cache_dir):
+            res = lm_eval.simple_evaluate(
+                model=lm, tasks=registry[nfs], num_fewshot=nfs, task_manager=_registry_manager(), **common
+            )
+        for name, spec in tasks.items():
+            if (
+                spec["kind"] == "lm_eval"
+                and int(spec.get("num_fewshot", 0)) == nfs
+                and (spec.get("lm_eval_task") or name) in names
+            ):
+                raw[name] = res
+    return raw
+
+
+def _task_result(name: str, spec: Mapping[str, Any], res: Mapping[str, Any]) -> dict[str, Any]:
+    """One task's metrics, primary metric and document count from lm-eval's results."""
+    kind = str(spec["kind"])
+    lm_name = str(spec.get("lm_eval_task") or name) if kind == "lm_eval" else name
+    if lm_name not in res["results"]:
+        raise RuntimeError(f"lm-eval returned no result for task {lm_name!r} (capability task {name!r})")
+    metrics = _metrics_of(res["results"][lm_name])
+    primary = str(spec.get("metric") or PRIMARY_METRIC.get(kind, "acc"))
+    if primary not in metrics:
+        raise RuntimeError(
+            f"capability task {name!r}: metric {primary!r} not in lm-eval's output {sorted(metrics)}"
+        )
+    return {
+        "kind": kind,
+        "lm_eval_task": lm_name,
+        "metrics": metrics,
+        "primary_metric": primary,
+        "n": _n_of(lm_name, res),
+        "num_fewshot": int(spec.get("num_fewshot", 0)),
+    }
+
+
+def _load_model(model_dir: str, compute: dict[str, Any] | None) -> tuple[Any, Any]:
+    """Load model and tokenizer on ``compute``'s device: float32 on the CPU (CPU half precision is slow
+    and lossy), bfloat16 on a GPU unless configured otherwise."""
     from .models.loading import load_model, load_tokenizer
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    model = load_model(model_dir, dtype=dtype, device=device)
+    model = load_model(model_dir, compute)
     model.eval()
     return model, load_tokenizer(model_dir)
 
@@ -565,7 +619,7 @@ def run_capability(
     seed: int = 0,
     limit: int | None = None,
     hooks: Callable[[Any], AbstractContextManager[Any]] | None = None,
-    device: str | None = None,
+    compute: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``tasks`` with lm-eval and return a plain, schema-checked dict.
@@ -600,13 +654,12 @@ def run_capability(
     t0 = time.perf_counter()
     with _hf_offline():
         # lm-eval imports datasets/transformers; import under the offline flags where possible.
-        import lm_eval
+        import lm_eval  # noqa: F401 - imported here, offline; _evaluate uses the loaded module
         from lm_eval.models.huggingface import HFLM
-        from lm_eval.tasks import TaskManager
 
     registry = _build_registry(tasks, plan, cache_dir) if plan else {}
     with _hf_offline():
-        model, tok = _load_model(model_dir, device)
+        model, tok = _load_model(model_dir, compute)
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
     common: dict[str, Any] = {
         "limit": limit,
@@ -619,55 +672,10 @@ def run_capability(
         "torch_random_seed": seed,
         "fewshot_random_seed": seed,
     }
-    raw: dict[str, Mapping[str, Any]] = {}  # result name -> lm-eval results dict it appears in
     hook_cm: AbstractContextManager[Any] = hooks(model) if hooks is not None else contextlib.nullcontext()
     with hook_cm:
-        if local_cfgs:
-            with _hf_offline():
-                res = lm_eval.simple_evaluate(
-                    model=lm,
-                    tasks=list(local_cfgs),
-                    num_fewshot=None,  # each inline config carries its own count
-                    task_manager=TaskManager(include_defaults=False),
-                    **common,
-                )
-            for cfg in local_cfgs:
-                raw[cfg["task"]] = res
-        for nfs, names in plan.items():
-            # the tasks built above, so lm-eval does not load (or look for) their data again
-            with _hf_offline(), _datasets_cache(cache_dir):
-                res = lm_eval.simple_evaluate(
-                    model=lm, tasks=registry[nfs], num_fewshot=nfs, task_manager=_registry_manager(), **common
-                )
-                for name, spec in tasks.items():
-                    if (
-                        spec["kind"] == "lm_eval"
-                        and int(spec.get("num_fewshot", 0)) == nfs
-                        and (spec.get("lm_eval_task") or name) in names
-                    ):
-                        raw[name] = res
-
-    out_tasks: dict[str, Any] = {}
-    for name, spec in tasks.items():
-        kind = str(spec["kind"])
-        lm_name = str(spec.get("lm_eval_task") or name) if kind == "lm_eval" else name
-        res = raw[name]
-        if lm_name not in res["results"]:
-            raise RuntimeError(f"lm-eval returned no result for task {lm_name!r} (capability task {name!r})")
-        metrics = _metrics_of(res["results"][lm_name])
-        primary = str(spec.get("metric") or PRIMARY_METRIC.get(kind, "acc"))
-        if primary not in metrics:
-            raise RuntimeError(
-                f"capability task {name!r}: metric {primary!r} not in lm-eval's output {sorted(metrics)}"
-            )
-        out_tasks[name] = {
-            "kind": kind,
-            "lm_eval_task": lm_name,
-            "metrics": metrics,
-            "primary_metric": primary,
-            "n": _n_of(lm_name, res),
-            "num_fewshot": int(spec.get("num_fewshot", 0)),
-        }
+        raw = _evaluate(lm, tasks, local_cfgs, plan, registry, cache_dir, common)
+    out_tasks = {name: _task_result(name, spec, raw[name]) for name, spec in tasks.items()}
     return {
         "tasks": out_tasks,
         "lm_eval_version": importlib.metadata.version("lm_eval"),

@@ -136,7 +136,7 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
             allowed = ", ".join(sorted(KIND_OPTIONS[kind])) or "none"
             errs.append(f"{source}: methods.{name}: option(s) {', '.join(sorted(bad))} do not apply to kind "
                         f"'{kind}' (its options: {allowed})")
-        if kind == "dcr":
+        if KINDS[kind].dcr:
             layer = spec.get("layer", config["dcr"]["layer"])
             key = f"methods.{name}.layer" if "layer" in spec else "dcr.layer"
             for model in enabled_models(config):
@@ -145,13 +145,14 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
                     errs.append(f"{source}: {key}: {layer} is outside the depth of model '{model}', which has "
                                 f"{depth} decoder layers (allowed 0..{depth - 1})")
     if not enabled_models(config):
-        errs.append(f"{source}: models: every model has enabled: false; enable at least one")
+        errs.append(f"{source}: models: every model has enabled: false; enable at least one (config/presets/dcr.yaml "
+                    "names none: put a model overlay after it, e.g. config/presets/dcr_qwen2.5-7b.yaml)")
     errs += _hub_model_errors(config, source)
     if config["teacher"]["from_model"] not in config["models"]:
         errs.append(f"{source}: teacher.from_model: unknown model {config['teacher']['from_model']!r}; "
                     f"valid: {', '.join(config['models'])}")
     uses_external = any(
-        s["kind"] == "tbr" and s.get("reflection", config["tbr"]["reflection"]) == "external"
+        KINDS[s["kind"]].reflections and s.get("reflection", config["tbr"]["reflection"]) == "external"
         for s in (config["methods"][m] for m in enabled_methods(config))
     )
     ext = config["tbr"]["external"]
@@ -169,9 +170,8 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
                         f"environment variable {ext['api_key_env']} is not set")
     errs += capability_errors(config, source)
     if config["data"]["source"] == "real":
-        from .data.config import real_data_errors
-
-        errs += real_data_errors(config, source)
+        errs += _real_data_errors(config, source)
+    errs += _data_dir_errors(config, source)
     errs += judge_and_winrate_errors(config, source, env)
     return errs
 
@@ -255,15 +255,37 @@ def judge_and_winrate_errors(config: dict[str, Any], source: str, env: dict[str,
                                 f"valid: {', '.join(TOY_WINRATE_PROMPTS)}")
         errs += _endpoint_errors(wr["judge"], "winrate.judge", "the win-rate judge", source, env)
     raw = config["data"].get("raw_dir")
-    if raw is not None:
+    if raw is not None and Path(raw).is_dir():  # a missing directory is reported once, by _data_dir_errors
         from .judge_validation import COMPLETIONS_GLOB
 
-        if not Path(raw).is_dir():
-            errs.append(f"{source}: data.raw_dir: {raw!r} is not a directory (relative paths start at the "
-                        f"working directory {Path.cwd()})")
-        elif not list(Path(raw).glob(COMPLETIONS_GLOB)):
+        if not list(Path(raw).glob(COMPLETIONS_GLOB)):
             errs.append(f"{source}: data.raw_dir: no {COMPLETIONS_GLOB} under {raw!r} (needed by judge_validation)")
     return errs
+
+
+def _data_dir_errors(config: dict[str, Any], source: str) -> list[str]:
+    raw = config["data"].get("raw_dir")
+    if raw is not None and not Path(raw).is_dir():
+        return [f"{source}: data.raw_dir: {raw!r} is not a directory (relative paths start at the working "
+                f"directory {Path.cwd()})"]
+    return []
+
+
+def preset_files(name: str) -> list[str]:
+    """The ``--configfile`` list (relative to the workflow) that makes preset ``name``: a DCR model overlay
+    (``dcr_<model>``) goes over the shared recipe ``dcr.yaml``; any other preset is one file."""
+    files = [f"config/presets/{name}.yaml"]
+    return ["config/presets/dcr.yaml", *files] if name.startswith("dcr_") else files
+
+
+def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Snakemake's ``--configfile`` merge: nested mappings update, everything else replaces."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge_config(base[k], v)
+        else:
+            base[k] = v
+    return base
 
 
 def validate_config(config: dict[str, Any], source: str = "config", *, env: dict[str, str] | None = None) -> None:
@@ -277,6 +299,43 @@ def validate_config(config: dict[str, Any], source: str = "config", *, env: dict
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs))
 
 
-def config_sources() -> str:
-    """How Snakemake was given its config, for error messages."""
-    return "config (config.yaml and any --configfile/--config overrides)"
+def _real_data_errors(config: dict[str, Any], source: str) -> list[str]:
+    data = config["data"]
+    real = data.get("real")
+    if real is None:
+        return [f"{source}: data.real: data.source is 'real' but there is no data.real section "
+                "(see config/presets/tbr.yaml)"]
+    from .data.plan import source_of
+    from .data.registry import SOURCES
+    from .toyworld import CAPABILITY_TASKS
+
+    errs: list[str] = []
+    if data.get("raw_dir") is None and not real["download"]:
+        errs.append(f"{source}: data.raw_dir: real data needs a local mirror (data.raw_dir, laid out like "
+                    "../shared/data) or data.real.download: true")
+    for split, spec in real["splits"].items():
+        for name in [spec["source"], *real.get("substitutes", {}).get(spec["source"], [])]:
+            try:
+                src, _ = source_of(name)
+            except KeyError as exc:
+                errs.append(f"{source}: data.real.splits.{split}.source: {exc.args[0]}")
+                continue
+            if SOURCES[src].role == "capability":
+                errs.append(f"{source}: data.real.splits.{split}.source: {name!r} is a capability task, not prompts")
+    for name in real.get("pins", {}):
+        if name not in SOURCES:
+            errs.append(f"{source}: data.real.pins.{name}: unknown source; valid: {', '.join(SOURCES)}")
+    if "contrastive_seemingly" in real["splits"] and "contrastive_toxic" not in real["splits"] \
+            or "contrastive_toxic" in real["splits"] and "contrastive_seemingly" not in real["splits"]:
+        errs.append(f"{source}: data.real.splits: contrastive_seemingly and contrastive_toxic come together")
+    written = set(real.get("capability", {}))
+    for task, spec in enabled_capability_tasks(config).items():
+        if task in CAPABILITY_TASKS or spec["kind"] == "lm_eval":
+            continue  # toy tasks are written for real data too; registry tasks are staged from the hub
+        if task not in written:
+            errs.append(f"{source}: capability.tasks.{task}: real data writes the capability task(s) named in "
+                        f"data.real.capability ({', '.join(sorted(written)) or 'none'}) and the toy tasks "
+                        f"({', '.join(CAPABILITY_TASKS)})")
+        elif spec["kind"] != "mc":
+            errs.append(f"{source}: capability.tasks.{task}.kind: {task} is multiple choice (mc)")
+    return errs

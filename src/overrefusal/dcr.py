@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -426,42 +429,126 @@ def lm_loss(model: nn.Module, tokenizer: Any, texts: Sequence[str], *, template:
     return model(input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
 
 
+OPTIMIZERS = ("adamw", "adafactor")
+
+
+def make_optimizer(name: str, params: list[Any], *, lr: float, weight_decay: float) -> Any:
+    """AdamW (the paper's), or Adafactor, whose factored second moment and absent first moment cut the
+    optimiser state from 8 bytes per trained parameter to almost nothing (7B/8B trunks on one GPU)."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adafactor":
+        return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimiser {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
+@dataclass(frozen=True)
+class DCRConfig:
+    """DCR's contrastive stage, TRL-style: one field per setting, with its help, checked on creation.
+
+    Built from the config's ``dcr`` section (a method instance's overrides merged in) by
+    :meth:`from_params`; an unknown key is an error, not a silently ignored setting.
+    """
+
+    layer: int = field(metadata={"help": "0-indexed decoder block whose output Circle loss refines"})
+    steps: int = field(default=40, metadata={"help": "optimiser steps (class-balanced batches)"})
+    lr: float = field(default=1e-4, metadata={"help": "learning rate (Adafactor: relative to each weight's RMS)"})
+    batch_size: int = field(default=32, metadata={"help": "prompts per batch, both classes (>= 2)"})
+    margin: float = field(default=0.25, metadata={"help": "Circle loss m: relaxation margin, in [0, 1]"})
+    scale: float = field(default=64.0, metadata={"help": "Circle loss gamma: scale factor, > 0"})
+    pooling: str = field(default="last", metadata={"help": "last prompt token | mean over prompt tokens"})
+    seed: int = field(default=0, metadata={"help": "sampler, initial state and LM-batch seed"})
+    max_length: int = field(default=128, metadata={"help": "prompt tokens kept (left truncation)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "the optimiser's weight decay"})
+    train_embeddings: bool = field(default=True, metadata={"help": "train the input embeddings with blocks 0..layer"})
+    lm_weight: float = field(default=0.0, metadata={"help": "0 is the paper; > 0 adds the LM loss (a variant)"})
+    optim: str = field(default="adamw", metadata={"help": "adamw (the paper) | adafactor (almost no state)"})
+    save_steps: int = field(default=0, metadata={"help": "checkpoint every n steps for resume; 0: never"})
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.layer >= 0, f"layer must be >= 0, got {self.layer}"),
+            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.batch_size >= 2, f"batch_size must be >= 2 for a contrastive loss, got {self.batch_size}"),
+            (0 <= self.margin <= 1, f"margin must be in [0, 1], got {self.margin}"),
+            (self.scale > 0, f"scale must be > 0, got {self.scale}"),
+            (self.pooling in POOLINGS, f"unknown pooling {self.pooling!r}; allowed: {', '.join(POOLINGS)}"),
+            (self.max_length >= 1, f"max_length must be >= 1, got {self.max_length}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.lm_weight >= 0, f"lm_weight must be >= 0, got {self.lm_weight}"),
+            (self.optim in OPTIMIZERS, f"unknown optimiser {self.optim!r}; allowed: {', '.join(OPTIMIZERS)}"),
+            (self.save_steps >= 0, f"save_steps must be >= 0, got {self.save_steps}"),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise ValueError("DCRConfig: " + "; ".join(bad))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> DCRConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"DCRConfig: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+        return cls(**dict(params))
+
+
+def _checkpoint_path(out_dir: str) -> Path:
+    """Beside the output, not inside it: Snakemake removes a failed job's outputs, not this."""
+    return Path(f"{out_dir}.checkpoints") / "state.pt"
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:  # a kill while writing leaves the previous checkpoint intact
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path, cfg: DCRConfig, model_dir: str) -> dict[str, Any] | None:
+    """The checkpoint of this very run (same settings, same start model), else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is started over, never trusted
+        return None
+    if state.get("config") != asdict(cfg) or state.get("model_dir") != str(model_dir):
+        return None
+    return state
+
+
 def train_dcr(
     model_dir: str,
     out_dir: str,
     seemingly: list[str],
     toxic: list[str],
+    cfg: DCRConfig,
     *,
     template: str,
-    layer: int,
-    steps: int,
-    lr: float,
-    batch_size: int,
-    margin: float,
-    scale: float,
-    pooling: str = "last",
-    seed: int = 0,
-    max_length: int = 256,
-    weight_decay: float = 0.0,
-    train_embeddings: bool = True,
-    lm_weight: float = 0.0,
     lm_texts: Sequence[str] = (),
-    device: str | None = None,
-    track: Callable[..., None] | None = None,
+    compute: dict[str, Any] | None = None,
+    track: Any | None = None,
 ) -> dict[str, Any]:
     """Run the DCR contrastive stage and save the refined model + tokenizer (HF format) to out_dir.
 
     Loads the model in float32: DCR's updates (lr ~1e-5) are far below bf16 resolution, so
     training or saving in bf16 would round most of them away; the checkpoint is therefore float32.
-    Only blocks 0..layer and the (possibly tied) input embeddings are trained, with AdamW, on
-    ``steps`` class-balanced batches of rendered prompts (labels: seemingly toxic = 1, toxic = 0).
+    Only blocks 0..layer and the (possibly tied) input embeddings are trained, with ``cfg.optim``, on
+    ``cfg.steps`` class-balanced batches of rendered prompts (labels: seemingly toxic = 1, toxic = 0).
     The tokenizer is saved exactly as loaded (padding side and pad token untouched), so later
     stages see the same tokenizer as for the base model. The output directory appears atomically.
 
-    Returns metrics: per-step loss, between/within-class cosine similarity on the whole
-    contrastive set before and after, steps, seconds, layer, num_layers, trainable parameters.
+    With ``cfg.save_steps`` > 0 the trained parameters, optimiser state and curves are saved to
+    ``<out_dir>.checkpoints/state.pt`` every that many steps; a rerun of the same settings on the same
+    start model resumes from there (the batches are a function of the seed, so the rest of the run is
+    the one that was interrupted) and the directory is removed once the model is saved.
 
-    ``lm_weight`` > 0 is *not* the paper's method but a named variant: each step also adds
+    Returns metrics: per-step loss, between/within-class cosine similarity on the whole
+    contrastive set before and after, steps, seconds, layer, num_layers, trainable parameters,
+    the step resumed from.
+
+    ``cfg.lm_weight`` > 0 is *not* the paper's method but a named variant: each step also adds
     ``lm_weight`` times the full model's next-token loss on a batch of ``lm_texts`` (general
     instructions with their answers), which holds the trunk to what the frozen tail can read.
 
@@ -469,84 +556,104 @@ def train_dcr(
     every optimiser step (``last=True`` on the final one), e.g. ``tracking.DCRTrack`` for the
     refusal-probability curves. It must only read the model (under ``torch.no_grad``, restoring
     train mode); it may run the whole model, past layer ℓ, since that is measurement, not training.
+    A tracker with ``save(dir)`` / ``resume(dir, step)`` keeps its points across a resume.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .models.loading import load_model
 
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template!r}; allowed: {', '.join(TEMPLATES)}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; allowed: {', '.join(POOLINGS)}")
     if not seemingly or not toxic:
         raise ValueError(
             f"DCR needs both classes: got {len(seemingly)} seemingly toxic and {len(toxic)} toxic prompts"
         )
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 for a contrastive loss, got {batch_size}")
-
-    if lm_weight < 0 or (lm_weight > 0 and not lm_texts):
-        raise ValueError(f"lm_weight must be >= 0 and, when > 0, come with general texts; got lm_weight "
-                         f"{lm_weight} and {len(lm_texts)} texts")
-    validate_layer(AutoConfig.from_pretrained(model_dir), layer)  # fail before loading weights
+    if cfg.lm_weight > 0 and not lm_texts:
+        raise ValueError(f"lm_weight {cfg.lm_weight} > 0 needs general texts; got none")
+    validate_layer(AutoConfig.from_pretrained(model_dir), cfg.layer)  # fail before loading weights
 
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-
+    torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     save_tokenizer = AutoTokenizer.from_pretrained(model_dir)  # untouched copy for the checkpoint
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"{model_dir}: tokenizer has neither a pad nor an eos token to pad with")
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = load_model(model_dir, compute, dtype=torch.float32)  # see the docstring: updates need float32
     _backbone(model)  # supported architecture?
-    model.to(dev)
+    dev = next(model.parameters()).device
 
     prompts = [render_prompt(tokenizer, text, template) for text in [*seemingly, *toxic]]  # type: ignore[arg-type]
     labels = torch.tensor([SEEMINGLY_TOXIC] * len(seemingly) + [TOXIC] * len(toxic), dtype=torch.long)
-    embed_kw = dict(template=template, layer=layer, pooling=pooling, batch_size=batch_size,
-                    max_length=max_length, device=dev)
+    embed_kw = dict(template=template, layer=cfg.layer, pooling=cfg.pooling, batch_size=cfg.batch_size,
+                    max_length=cfg.max_length, device=dev)
     emb_before = _embed_all(model, tokenizer, prompts, **embed_kw)
     before = similarity_stats(emb_before, labels)
 
-    frozen = freeze_after(model, layer)
-    if not train_embeddings:  # a variant: only blocks 0..layer move, the vocabulary's geometry stays
+    frozen = freeze_after(model, cfg.layer)
+    if not cfg.train_embeddings:  # a variant: only blocks 0..layer move, the vocabulary's geometry stays
         emb = _backbone(model).embed_tokens.weight
         emb.requires_grad_(False)
         frozen.append("embed_tokens.weight")
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     trainable = sum(p.numel() for p in params)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = make_optimizer(cfg.optim, params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     losses: list[float] = []
     lm_losses: list[float] = []
-    lm_rng = random.Random(seed)
+    lm_rng = random.Random(cfg.seed)
     single_class_batches = 0
+    start = 0
+    ckpt = _checkpoint_path(out_dir)
+    state = _load_checkpoint(ckpt, cfg, model_dir) if cfg.save_steps else None
+    if state is not None:  # resume: the trunk, the optimiser and the curves as they were at that step
+        with torch.no_grad():
+            for n, p in named:
+                p.copy_(state["params"][n].to(dev))
+        optimizer.load_state_dict(state["optimizer"])
+        losses, lm_losses = state["loss"], state["lm_loss"]
+        single_class_batches = state["single_class_batches"]
+        lm_rng.setstate(state["lm_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        if track is not None and hasattr(track, "resume"):
+            track.resume(ckpt.parent, start)
     model.train()
-    batches = balanced_batches(labels, batch_size=batch_size, steps=steps, seed=seed)
-    if track is not None:
+    batches = balanced_batches(labels, batch_size=cfg.batch_size, steps=cfg.steps, seed=cfg.seed)
+    if track is not None and start == 0:
         track(model, 0, last=not batches)
     for step, batch in enumerate(batches, start=1):
-        enc = encode_prompts(tokenizer, [prompts[i] for i in batch], template, max_length)
+        if step <= start:
+            continue
+        enc = encode_prompts(tokenizer, [prompts[i] for i in batch], template, cfg.max_length)
         y = labels[batch].to(dev)
         single_class_batches += int(y.unique().numel() < 2)
         emb = layer_representation(
-            model, enc["input_ids"].to(dev), enc["attention_mask"].to(dev), layer, pooling
+            model, enc["input_ids"].to(dev), enc["attention_mask"].to(dev), cfg.layer, cfg.pooling
         )
-        loss = circle_loss(emb, y, m=margin, gamma=scale)
-        if lm_weight > 0:  # the variant: keep the whole model's language modelling on general data
-            lm = lm_loss(model, tokenizer, [lm_texts[lm_rng.randrange(len(lm_texts))] for _ in range(batch_size)],
-                         template=template, max_length=max_length, device=dev)
+        loss = circle_loss(emb, y, m=cfg.margin, gamma=cfg.scale)
+        if cfg.lm_weight > 0:  # the variant: keep the whole model's language modelling on general data
+            lm = lm_loss(model, tokenizer,
+                         [lm_texts[lm_rng.randrange(len(lm_texts))] for _ in range(cfg.batch_size)],
+                         template=template, max_length=cfg.max_length, device=dev)
             lm_losses.append(float(lm.detach()))
-            loss = loss + lm_weight * lm
+            loss = loss + cfg.lm_weight * lm
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
         if track is not None:
             track(model, step, last=step == len(batches))
+        if cfg.save_steps and step % cfg.save_steps == 0 and step < len(batches):
+            if track is not None and hasattr(track, "save"):
+                track.save(ckpt.parent)
+            _save_checkpoint(ckpt, {
+                "step": step, "config": asdict(cfg), "model_dir": str(model_dir),
+                "params": {n: p.detach().cpu() for n, p in named}, "optimizer": optimizer.state_dict(),
+                "loss": losses, "lm_loss": lm_losses, "single_class_batches": single_class_batches,
+                "lm_rng": lm_rng.getstate(), "torch_rng": torch.get_rng_state()})
 
     emb_after = _embed_all(model, tokenizer, prompts, **embed_kw)
     after = similarity_stats(emb_after, labels)
@@ -557,31 +664,23 @@ def train_dcr(
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         save_tokenizer.save_pretrained(tmp)
+    shutil.rmtree(ckpt.parent, ignore_errors=True)
 
     return {
+        **asdict(cfg),
         "loss": losses,
+        "lm_loss": lm_losses,
         "similarity_before": before,
         "similarity_after": after,
         "drift": representation_drift(emb_before, emb_after, labels),
-        "steps": steps,
         "seconds": time.perf_counter() - t0,
-        "layer": layer,
         "num_layers": int(model.config.num_hidden_layers),
         "trainable_params": trainable,
         "frozen_params": len(frozen),
         "single_class_batches": single_class_batches,
         "num_seemingly_toxic": len(seemingly),
         "num_toxic": len(toxic),
-        "pooling": pooling,
-        "margin": margin,
-        "scale": scale,
-        "lr": lr,
-        "batch_size": batch_size,
-        "seed": seed,
         "template": template,
-        "max_length": max_length,
-        "weight_decay": weight_decay,
-        "train_embeddings": train_embeddings,
-        "lm_weight": lm_weight,
-        "lm_loss": lm_losses,
+        "device": str(dev),
+        "resumed_from_step": start or None,
     }

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .io import read_jsonl, sha256_file, write_json, write_jsonl
-from .provenance import weight_file_sha256
 from .prompting import Template, render_prompt
+from .provenance import weight_file_sha256
 from .records import Record, user_text
 
 log = logging.getLogger(__name__)
@@ -142,20 +142,20 @@ class _HFEngine:
         template: Template,
         max_new_tokens: int,
         batch_size: int,
-        dtype: str,
-        device: str | None,
+        compute: dict[str, Any] | None,
         model: Any | None,
         tokenizer: Any | None,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers import AutoTokenizer, GenerationConfig
+
+        from .models.loading import load_model
 
         self._torch = torch
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
         if model is None:
-            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+            model = load_model(model_dir, compute)
         self.model = model.eval()
         self.device = next(self.model.parameters()).device
         self.template = template
@@ -308,6 +308,16 @@ def _prepare_shard_dir(shard_dir: Path, fingerprint: str) -> None:
 # Entry point
 
 
+def _dtype_name(model: Any | None, compute: dict[str, Any] | None) -> str:
+    """The dtype generation runs in, resolved (``auto`` is bfloat16 on a GPU, float32 on the CPU), so
+    shards written on one kind of machine are never resumed on another."""
+    if model is not None:
+        return str(next(model.parameters()).dtype).removeprefix("torch.")
+    from .models.loading import resolve_compute
+
+    return str(resolve_compute(compute)[1]).removeprefix("torch.")
+
+
 def generate(
     model_dir: str,
     records: list[Record] | list[dict[str, Any]],
@@ -320,8 +330,7 @@ def generate(
     seed: int = 0,
     max_prompt_tokens: int | None = None,
     backend: Backend = "hf",
-    dtype: str = "auto",
-    device: str | None = None,
+    compute: dict[str, Any] | None = None,
     model: Any | None = None,
     tokenizer: Any | None = None,
     fingerprint_extra: Mapping[str, Any] | None = None,
@@ -342,17 +351,8 @@ def generate(
     run never reuses shards made under another intervention. The model is loaded only if some
     shard still has to be generated. See the module docstring for backends, sharding and truncation.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size), ("shard_size", shard_size)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if max_prompt_tokens is not None and max_prompt_tokens < 1:
-        raise ValueError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
-    ids = [r["id"] for r in records]
-    if len(set(ids)) != len(ids):
-        raise ValueError("record ids must be unique")
-
+    _check_args(records, backend=backend, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                shard_size=shard_size, max_prompt_tokens=max_prompt_tokens)
     t_start = time.perf_counter()
     if model is not None:
         config = model.config
@@ -374,7 +374,7 @@ def generate(
         "batch_size": batch_size if backend == "hf" else None,
         "seed": seed,
         "backend": backend,
-        "dtype": dtype,
+        "dtype": _dtype_name(model, compute),
         "do_sample": False,
         "num_beams": 1,
         "skip_special_tokens": True,
@@ -384,11 +384,7 @@ def generate(
     _prepare_shard_dir(shard_dir, fingerprint)
 
     shards = [list(range(s, min(s + shard_size, len(records)))) for s in range(0, len(records), shard_size)]
-    done: dict[int, list[dict[str, Any]]] = {}
-    for k, idx in enumerate(shards):
-        rows = _finished_shard(_shard_path(shard_dir, k), [ids[i] for i in idx])
-        if rows is not None:
-            done[k] = rows
+    done = _finished_shards(shard_dir, shards, [r["id"] for r in records])
     n_resumed = sum(len(r) for r in done.values())
     if done:
         log.info("resuming %s: %d of %d shards already finished", out, len(done), len(shards))
@@ -400,16 +396,9 @@ def generate(
         import torch
 
         torch.manual_seed(seed)
-        if backend == "hf":
-            engine = _HFEngine(
-                model_dir, template=template, max_new_tokens=max_new_tokens, batch_size=batch_size, dtype=dtype,
-                device=device, model=model, tokenizer=tokenizer,
-            )
-        else:
-            engine = _VLLMEngine(
-                model_dir, template=template, max_new_tokens=max_new_tokens, context_limit=context_limit,
-                seed=seed, dtype=dtype, tokenizer=tokenizer,
-            )
+        engine = _make_engine(backend, model_dir, template=template, max_new_tokens=max_new_tokens,
+                              batch_size=batch_size, context_limit=context_limit, seed=seed, compute=compute,
+                              model=model, tokenizer=tokenizer)
         from tqdm.auto import tqdm
 
         bar = tqdm(
@@ -420,32 +409,13 @@ def generate(
             for k, idx in enumerate(shards):
                 if k in done:
                     continue
-                recs = [records[i] for i in idx]
-                texts = [user_text(r) for r in recs]  # type: ignore[arg-type]
-                encoded = [engine.encode(render_prompt(engine.tokenizer, t, template)) for t in texts]
-                limit = context_limit
-                truncated = [limit is not None and len(e) > limit for e in encoded]
-                fed = [e[-limit:] if t and limit is not None else e for e, t in zip(encoded, truncated, strict=True)]
-                t0 = time.perf_counter()
-                results = engine.run(fed, bar.update)
-                seconds += time.perf_counter() - t0
-                rows = [
-                    {
-                        "id": r["id"],
-                        "prompt": text,
-                        "label": r.get("label"),
-                        "category": r.get("category"),
-                        "response": response,
-                        "n_prompt_tokens": len(f),
-                        "n_new_tokens": n_new,
-                        "truncated": bool(t),
-                    }
-                    for r, text, f, t, (response, n_new) in zip(recs, texts, fed, truncated, results, strict=True)
-                ]
+                rows, n_new, secs = _generate_shard(engine, [records[i] for i in idx], template, context_limit,
+                                                    bar.update)
                 write_jsonl(_shard_path(shard_dir, k), rows)
                 done[k] = rows
                 n_generated += len(rows)
-                new_tokens += sum(n for _, n in results)
+                new_tokens += n_new
+                seconds += secs
         finally:
             bar.close()
 
@@ -453,21 +423,15 @@ def generate(
     write_jsonl(out, all_rows)
     shutil.rmtree(shard_dir, ignore_errors=True)
 
-    meta: dict[str, Any] = {
+    return {
         "model_dir": str(model_dir),
         "revision": revision,
         "weights_sha256": weight_hashes,
         "fingerprint": fingerprint,
         "backend": backend,
         "template": template,
-        "decoding": {
-            "do_sample": False,
-            "num_beams": 1,
-            "max_new_tokens": max_new_tokens,
-            "max_prompt_tokens": context_limit,
-            "batch_size": batch_size,
-            "skip_special_tokens": True,
-        },
+        "decoding": {k: settings[k] for k in ("do_sample", "num_beams", "max_new_tokens", "max_prompt_tokens",
+                                              "skip_special_tokens")} | {"batch_size": batch_size},
         "seed": seed,
         "fingerprint_extra": dict(fingerprint_extra or {}),
         "n": len(all_rows),
@@ -478,7 +442,67 @@ def generate(
         "seconds": round(seconds, 3),
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         "tokens_per_s": round(new_tokens / seconds, 2) if seconds > 0 else None,
+        **({"runtime": engine.describe()} if engine is not None else {}),
     }
-    if engine is not None:
-        meta["runtime"] = engine.describe()
-    return meta
+
+
+def _check_args(records: Sequence[Mapping[str, Any]], *, backend: str, max_new_tokens: int, batch_size: int,
+                shard_size: int, max_prompt_tokens: int | None) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size), ("shard_size", shard_size)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if max_prompt_tokens is not None and max_prompt_tokens < 1:
+        raise ValueError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("record ids must be unique")
+
+
+def _finished_shards(shard_dir: Path, shards: list[list[int]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
+    """The shards a killed run already wrote completely (same prompts, in order), by index."""
+    done: dict[int, list[dict[str, Any]]] = {}
+    for k, idx in enumerate(shards):
+        rows = _finished_shard(_shard_path(shard_dir, k), [ids[i] for i in idx])
+        if rows is not None:
+            done[k] = rows
+    return done
+
+
+def _make_engine(backend: str, model_dir: str, *, template: Template, max_new_tokens: int, batch_size: int,
+                 context_limit: int | None, seed: int, compute: dict[str, Any] | None, model: Any | None,
+                 tokenizer: Any | None) -> _Engine:
+    if backend == "hf":
+        return _HFEngine(model_dir, template=template, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                         compute=compute, model=model, tokenizer=tokenizer)
+    return _VLLMEngine(model_dir, template=template, max_new_tokens=max_new_tokens, context_limit=context_limit,
+                       seed=seed, dtype=_dtype_name(None, compute), tokenizer=tokenizer)
+
+
+def _generate_shard(engine: _Engine, recs: Sequence[Mapping[str, Any]], template: Template,
+                    context_limit: int | None, on_progress: Callable[[int], None]
+                    ) -> tuple[list[dict[str, Any]], int, float]:
+    """One shard's output rows (prompts left-truncated to ``context_limit``), new tokens and seconds."""
+    texts = [user_text(r) for r in recs]  # type: ignore[arg-type]
+    encoded = [engine.encode(render_prompt(engine.tokenizer, t, template)) for t in texts]
+    truncated = [context_limit is not None and len(e) > context_limit for e in encoded]
+    fed = [e[-context_limit:] if t and context_limit is not None else e
+           for e, t in zip(encoded, truncated, strict=True)]
+    t0 = time.perf_counter()
+    results = engine.run(fed, on_progress)
+    seconds = time.perf_counter() - t0
+    rows = [
+        {
+            "id": r["id"],
+            "prompt": text,
+            "label": r.get("label"),
+            "category": r.get("category"),
+            "response": response,
+            "n_prompt_tokens": len(f),
+            "n_new_tokens": n_new,
+            "truncated": bool(t),
+        }
+        for r, text, f, t, (response, n_new) in zip(recs, texts, fed, truncated, results, strict=True)
+    ]
+    return rows, sum(n for _, n in results), seconds

@@ -22,6 +22,7 @@ class MethodKind:
     paper: str
     description: str
     options: frozenset[str] = frozenset({"sft"})  # keys a method instance of this kind may override
+    intervention: bool = False  # an inference-time intervention (steering, ablation) on an unchanged model
 
     @property
     def trains(self) -> bool:

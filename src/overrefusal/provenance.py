@@ -150,12 +150,16 @@ def weights_sha256(model_dir: str | Path) -> str:
 
 
 def model_dir_provenance(model_dir: str | Path) -> dict[str, Any]:
-    """Identity of a checkpoint directory: its weights sha256, plus the hub fetch record when the
-    directory is a fetched snapshot (``resources/models/<name>`` beside ``<name>.fetch.json``)."""
+    """Identity of a checkpoint directory: its weights sha256, plus the hub fetch record (or the GGUF
+    conversion record) when it is a fetched snapshot (``resources/models/<name>`` beside
+    ``<name>.fetch.json``) or a converted GGUF file (beside ``<name>.convert.json``)."""
     out: dict[str, Any] = {"weights_sha256": weights_sha256(model_dir)}
     record = _read_json(Path(str(model_dir).rstrip("/") + ".fetch.json"))
     if isinstance(record, dict):
         out["hub"] = {k: record.get(k) for k in ("repo_id", "revision", "commit", "pinned")}
+    record = _read_json(Path(str(model_dir).rstrip("/") + ".convert.json"))
+    if isinstance(record, dict):
+        out["gguf"] = {k: record.get(k) for k in ("package", "version", "file", "path", "gguf_sha256")}
     return out
 
 

@@ -98,7 +98,8 @@ def filter_reflections(raw: dict[str, str], fmt: dict[str, Any]) -> tuple[dict[s
 
 
 def internal_reflections(model_dir: str, records: list[Record], shots: list[Record], tbr: dict[str, Any],
-                         template: str, work_path: str) -> dict[str, str]:
+                         template: str, work_path: str, *, compute: dict[str, Any] | None = None
+                         ) -> dict[str, str]:
     """Raw reflections written greedily by the model itself (before the quality filter)."""
     from .generate import generate
     from .io import read_jsonl
@@ -110,7 +111,7 @@ def internal_reflections(model_dir: str, records: list[Record], shots: list[Reco
     prompts = [{**r, "input": "", "prompt": internal_prompt(tok, shots, user_text(r), cfg["system_prompt"], template,
                                                             tbr["open_tag"])} for r in records]
     generate(model_dir, prompts, work_path, template="plain", max_new_tokens=cfg["max_new_tokens"],
-             batch_size=cfg["batch_size"], progress=False)
+             batch_size=cfg["batch_size"], compute=compute, progress=False)
     return {row["id"]: f"{tbr['open_tag']} {row['response']}" for row in read_jsonl(work_path)}
 
 

@@ -84,18 +84,22 @@ def last_complete_checkpoint(ckpt_dir: str | Path) -> str | None:
 
 
 def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: dict[str, Any],
-                  *, callbacks: list[Any] | None = None) -> tuple[Any, Any, Path]:
+                  *, compute: dict[str, Any] | None = None, callbacks: list[Any] | None = None
+                  ) -> tuple[Any, Any, Path]:
     """The configured ``SFTTrainer`` (and tokenizer, checkpoint dir) that :func:`train_sft` runs."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from .models.loading import load_model, load_tokenizer
+    from .models.loading import load_model, load_tokenizer, resolve_compute
 
     ckpt_dir = Path(f"{out_dir}.checkpoints")
     tok = load_tokenizer(model_dir)
-    model = load_model(model_dir)
     lora = cfg["lora"]
+    device, _ = resolve_compute(compute)
+    # Full fine-tuning keeps float32 master weights (bf16 is then autocast, sft.bf16); under LoRA the base
+    # is frozen and is held in the compute dtype (bfloat16 on a GPU: half the memory of a 7B/8B base).
+    model = load_model(model_dir, compute, dtype=None if lora["enabled"] else torch.float32)
     peft_config = None
     if lora["enabled"]:
         peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
@@ -128,7 +132,7 @@ def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], 
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=device == "cpu",
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                          processing_class=tok, peft_config=peft_config, callbacks=callbacks)
@@ -136,7 +140,8 @@ def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], 
 
 
 def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: dict[str, Any],
-              *, threads: int = 0, callbacks: list[Any] | None = None) -> dict[str, Any]:
+              *, threads: int = 0, compute: dict[str, Any] | None = None,
+              callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fine-tune ``model_dir`` on ``examples``; save the (merged) model and tokenizer to ``out_dir``.
 
     ``callbacks`` are ``transformers.TrainerCallback`` instances (e.g. refusal-probability
@@ -147,7 +152,7 @@ def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg:
     if threads:
         torch.set_num_threads(threads)
     lora = cfg["lora"]
-    trainer, tok, ckpt_dir = build_trainer(model_dir, out_dir, examples, cfg, callbacks=callbacks)
+    trainer, tok, ckpt_dir = build_trainer(model_dir, out_dir, examples, cfg, compute=compute, callbacks=callbacks)
     last = last_complete_checkpoint(ckpt_dir)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=last)

@@ -370,3 +370,13 @@ class DCRTrack:
     def __call__(self, model: torch.nn.Module, step: int, last: bool = False) -> None:
         if step == 0 or last or step % self.every_steps == 0:
             self.tracker.record(model, step)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Keep the points so far beside DCR's checkpoint (called just before it is written)."""
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.tracker.save_sidecar(directory)
+
+    def resume(self, directory: str | os.PathLike[str], step: int) -> None:
+        """Continue a curve from DCR's checkpoint at ``step``: the points measured before the kill."""
+        self.tracker.load_sidecar(directory, step)
+        self.tracker.resumed_from_step = int(step)

@@ -32,12 +32,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .reflect import split_reflection
 from .io import DataError, read_jsonl
+from .reflect import split_reflection
 from .stats import bootstrap_ci
 
 ALPACA_SYSTEM_PROMPT = (
@@ -75,7 +75,6 @@ Evaluate the models based on the quality and relevance of their outputs, and sel
 ## Best Model Identifier'''  # noqa: E501 - verbatim
 ALPACA_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 1}
 PROMPT_SHA256 = hashlib.sha256((ALPACA_SYSTEM_PROMPT + "\n" + ALPACA_USER_TEMPLATE).encode("utf-8")).hexdigest()
-ORACLE_VERSION = "toy-oracle-judge-v1"  # cache namespace of the toy oracle; bump when it changes
 
 _MARKERS = ("{instruction}", "{output_1}", "{output_2}")
 _HEAD, _, _R1 = ALPACA_USER_TEMPLATE.partition(_MARKERS[0])
@@ -263,30 +262,6 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
-def oracle_judge_script(
-    references: Mapping[str, str],
-) -> Callable[[list[dict[str, Any]], dict[str, Any]], str]:
-    """A scripted AlpacaEval judge for the toy world: ``references`` maps instruction -> answer.
-
-    Prefers the output equal (whitespace-normalised) to the reference answer; when both or
-    neither are, it answers "m" (position 1), a deliberate position bias that judging both orders
-    turns into a tie. An unknown instruction or prompt is a backend error (HTTP 500).
-    """
-    refs = {_norm(k): _norm(v) for k, v in references.items()}
-
-    def script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-        parsed = parse_alpaca_prompt(str(messages[-1].get("content") or "")) if messages else None
-        if parsed is None:
-            raise ValueError("oracle judge: the request is not the AlpacaEval prompt")
-        instruction, out1, out2 = parsed
-        ref = refs.get(_norm(instruction))
-        if ref is None:
-            raise ValueError(f"oracle judge: no reference answer for instruction {instruction[:60]!r}")
-        return "M" if _norm(out2) == ref and _norm(out1) != ref else "m"
-
-    return script
-
-
 @contextlib.contextmanager
 def winrate_client(
     endpoint: Mapping[str, Any], cache_dir: Any, prompts: Sequence[Mapping[str, Any]]
@@ -297,6 +272,7 @@ def winrate_client(
     a loopback port (real HTTP, background thread); every prompt must then have an ``answer``.
     """
     from .judges.llm import endpoint_client
+    from .judges.toy import ORACLE_VERSION, oracle_judge_script
 
     script = None
     if endpoint["base_url"] == "local":
@@ -315,8 +291,14 @@ def judge_summary(endpoint: Mapping[str, Any]) -> dict[str, Any]:
         "endpoint": "local oracle judge for the toy world (prefers the reference answer)" if local
         else endpoint["base_url"],
         "model": endpoint["model"],
-        "oracle_version": ORACLE_VERSION if local else None,
+        "oracle_version": _oracle_version() if local else None,
         "prompt": "alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt, both orders",
         "prompt_sha256": PROMPT_SHA256,
         "params": dict(ALPACA_PARAMS),
     }
+
+
+def _oracle_version() -> str:
+    from .judges.toy import ORACLE_VERSION
+
+    return ORACLE_VERSION

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from overrefusal import judge_validation as jv
-from overrefusal.judges.llm import toy_judge_script
-from overrefusal.llm.server import ScriptedBackend, serve_in_thread
+from overrefusal.judges.toy import toy_judge_script
+from overrefusal.llm.backends import ScriptedBackend
+from overrefusal.llm.server import serve_in_thread
 from tests.pipeline import copy_workflow, jobs_in_dry_run, snakemake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from overrefusal.judge_validation import default_data_dir
-from tests.pipeline import copy_workflow, jobs_in_dry_run, snakemake
+from tests.pipeline import copy_workflow, jobs_in_dry_run, preset_files, snakemake
 
 pytestmark = pytest.mark.integration
 DATA = default_data_dir()
@@ -28,7 +28,7 @@ def wf(tmp_path_factory):
 def test_preset_dry_run_lists_split_jobs(wf, preset):
     raw = Path(DATA).resolve()
     target = f"results/{preset}/data/data_card.md"
-    r = snakemake(wf, "-n", target, "--configfile", f"config/presets/{preset}.yaml",
+    r = snakemake(wf, "-n", target, "--configfile", *preset_files(preset),
                   "--config", f"data={{raw_dir: {raw}}}", timeout=300, env=API_ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = jobs_in_dry_run(r.stdout)
@@ -52,7 +52,7 @@ def test_toy_dry_run_has_no_real_rules(wf):
 def test_dcr_missing_sources_fail_with_instructions(wf):
     raw = Path(DATA).resolve()
     r = snakemake(wf, "--cores", "1", "results/dcr_qwen2.5-1.5b/data/staged/stl_alpaca_small.json",
-                  "--configfile", "config/presets/dcr_qwen2.5-1.5b.yaml", "--config", f"data={{raw_dir: {raw}}}",
+                  "--configfile", *preset_files("dcr_qwen2.5-1.5b"), "--config", f"data={{raw_dir: {raw}}}",
                   timeout=300, env=API_ENV)
     assert r.returncode != 0
     log = (wf / "logs" / "dcr_qwen2.5-1.5b" / "data" / "stage_stl_alpaca_small.log").read_text()

@@ -121,7 +121,7 @@ def test_nothing_to_do_after_a_finished_run(tiny: Path) -> None:
     assert proc.returncode == 0 and jobs_in_dry_run(proc.stdout) == {}, proc.stdout[-2000:]
 
 
-REPORT = {"tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "all": 1}
+REPORT = {"tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "samples": 1, "all": 1}
 TRACKING_FIG = {"figure_refusal_dynamics": 1}  # a retrained method has a new refusal curve
 WINRATE = {"winrate": 1, "winrate_table": 1}  # per retrained method (table: once)
 
@@ -137,8 +137,12 @@ WINRATE = {"winrate": 1, "winrate_table": 1}  # per retrained method (table: onc
                                    "winrate": 6, **TRACKING_FIG}),
         ({"tbr": {"gamma": 0.5}}, {"sft": 2, "generate": 2, "judge": 2, "capability": 2, **REPORT,
                                    **WINRATE, "winrate": 2, **TRACKING_FIG}),
+        # threads are not a param: no output depends on them
+        ({"compute": {"threads": 2}}, {}),
+        # the sample of responses is read by the samples rule alone
+        ({"samples": {"n": 3}}, {"samples": 1, "all": 1}),
     ],
-    ids=["dcr-layer", "judge", "sft-lr", "gamma"],
+    ids=["dcr-layer", "judge", "sft-lr", "gamma", "threads", "samples"],
 )
 def test_a_config_change_reruns_only_what_depends_on_it(tiny: Path, override: dict, expected: dict) -> None:
     assert _dry_run_jobs(tiny, override) == expected

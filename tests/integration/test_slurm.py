@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pipeline import REPO, copy_workflow, preset_config, snakemake
+from tests.pipeline import REPO, copy_workflow, preset_config, preset_files, snakemake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY = "tests/fixtures/tiny_config.yaml"
@@ -160,13 +160,12 @@ def test_paper_preset_dry_run_lists_the_full_dag_with_gpu_resources(preset: str,
     """`snakemake --configfile <preset> --profile slurm -n`: fetch and staging local, training,
     generation and capability on GPUs, for the preset's hub model, down to the tables."""
     from overrefusal.config import enabled_methods
-
     from overrefusal.judge_validation import default_data_dir
 
     work = copy_workflow(tmp_path / "wf")
     raw = default_data_dir()  # the mirror when there is one; else every source is named as missing
     raw_dir = str(Path(raw).resolve()) if raw and Path(raw).is_dir() else "null"
-    proc = snakemake(work, "--profile", "slurm", "-n", "--configfile", f"config/presets/{preset}.yaml",
+    proc = snakemake(work, "--profile", "slurm", "-n", "--configfile", *preset_files(preset),
                      "--config", f"data={{raw_dir: {raw_dir}}}", timeout=300,
                      env={"OPENAI_API_KEY": "sk-test-not-used"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -174,7 +173,7 @@ def test_paper_preset_dry_run_lists_the_full_dag_with_gpu_resources(preset: str,
     by_rule: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
-    cfg = preset_config(preset)
+    cfg = preset_config(*[Path(f).stem for f in preset_files(preset)])
     methods = enabled_methods(cfg)
     trained = [m for m in methods if cfg["methods"][m]["kind"] != "base"]
     assert len(by_rule["fetch_model"]) == 1 and "pretrain_base" not in by_rule and "toy_world" not in by_rule

@@ -132,6 +132,20 @@ def test_enum_lists_valid_values(cfg):
     assert "dcr.pooling" in line and "'max'" in line and "last" in line and "mean" in line
 
 
+@pytest.mark.parametrize(("key", "value", "allowed"), [
+    ("device", "gpu", "auto"), ("dtype", "bf16", "bfloat16")])
+def test_compute_device_and_dtype_list_their_values(cfg, key, value, allowed):
+    cfg["compute"][key] = value
+    (line,) = error_lines(cfg)
+    assert f"compute.{key}" in line and repr(value) in line and allowed in line
+
+
+def test_dcr_optimiser_is_adamw_or_adafactor(cfg):
+    cfg["dcr"]["optim"] = "sgd"
+    (line,) = error_lines(cfg)
+    assert "dcr.optim" in line and "adafactor" in line
+
+
 def test_unknown_benchmark_lists_valid(cfg):
     cfg["eval"]["benchmarks"] = ["xstest_safe", "nobench"]
     (line,) = error_lines(cfg)
@@ -360,3 +374,24 @@ def test_bad_seeds_are_refused_naming_the_key(cfg, seeds):
 def test_seeds_are_required(cfg):
     del cfg["seeds"]
     assert "seeds" in errors_of(cfg)
+
+
+def test_a_missing_raw_dir_is_reported_once_for_real_data(tmp_path):
+    from tests.pipeline import preset_config
+
+    cfg = preset_config("smol")
+    cfg["data"]["raw_dir"] = str(tmp_path / "nowhere")
+    lines = [line for line in error_lines(cfg) if "data.raw_dir" in line]
+    assert len(lines) == 1 and "is not a directory" in lines[0]
+
+
+def test_the_config_modules_import_no_cycle():
+    """overrefusal.config holds every cross-field check; the data package never imports it back."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "src" / "overrefusal" / "data"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.level == 2 and node.module == "config"), f"{path.name} imports overrefusal.config"

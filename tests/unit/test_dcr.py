@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -298,10 +299,14 @@ TOXIC = [
 ]
 
 
+CPU = {"device": "cpu", "dtype": "float32"}
+
+
 def test_train_dcr_end_to_end(tiny_model_dir: str, tmp_path: Path) -> None:
-    kw = dict(template="chat", layer=1, steps=60, lr=1e-3, batch_size=8, margin=0.25, scale=32.0, seed=0, device="cpu")
+    cfg = dcr.DCRConfig(layer=1, steps=60, lr=1e-3, batch_size=8, margin=0.25, scale=32.0, seed=0)
+    kw = dict(template="chat", compute=CPU)
     out = tmp_path / "dcr"
-    metrics = dcr.train_dcr(tiny_model_dir, str(out), SEEMINGLY, TOXIC, **kw)
+    metrics = dcr.train_dcr(tiny_model_dir, str(out), SEEMINGLY, TOXIC, cfg, **kw)
     json.dumps(metrics)  # plain JSON-able metrics for the pipeline
 
     assert metrics["steps"] == 60 and len(metrics["loss"]) == 60
@@ -331,16 +336,16 @@ def test_train_dcr_end_to_end(tiny_model_dir: str, tmp_path: Path) -> None:
     assert n < generated.shape[1] <= n + 3 and torch.equal(generated[0, :n], enc["input_ids"][0])
 
     # Deterministic given the seed.
-    again = dcr.train_dcr(tiny_model_dir, str(tmp_path / "dcr2"), SEEMINGLY, TOXIC, **kw)
+    again = dcr.train_dcr(tiny_model_dir, str(tmp_path / "dcr2"), SEEMINGLY, TOXIC, cfg, **kw)
     assert again["loss"] == metrics["loss"]
     t2 = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "dcr2", dtype=torch.float32).named_parameters())
     assert all(torch.equal(t[n], t2[n]) for n in t)
 
 
 def test_train_dcr_alpaca_template_mean_pooling(tiny_model_dir: str, tmp_path: Path) -> None:
-    metrics = dcr.train_dcr(tiny_model_dir, str(tmp_path / "a"), SEEMINGLY[:3], TOXIC[:5], template="alpaca",
-                            layer=0, steps=3, lr=1e-3, batch_size=4, margin=0.4, scale=80.0, pooling="mean",
-                            device="cpu", max_length=64)
+    cfg = dcr.DCRConfig(layer=0, steps=3, lr=1e-3, batch_size=4, margin=0.4, scale=80.0, pooling="mean", max_length=64)
+    metrics = dcr.train_dcr(tiny_model_dir, str(tmp_path / "a"), SEEMINGLY[:3], TOXIC[:5], cfg, template="alpaca",
+                            compute=CPU)
     assert len(metrics["loss"]) == 3 and metrics["pooling"] == "mean" and metrics["layer"] == 0
     assert (tmp_path / "a" / "config.json").is_file()
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "a").config.num_hidden_layers == 4
@@ -348,8 +353,8 @@ def test_train_dcr_alpaca_template_mean_pooling(tiny_model_dir: str, tmp_path: P
 
 def test_train_dcr_rejects_bad_layer_before_training(tiny_model_dir: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"dcr.layer=9 .* has 4 decoder layers \(allowed 0\.\.3\)"):
-        dcr.train_dcr(tiny_model_dir, str(tmp_path / "x"), SEEMINGLY, TOXIC, template="chat", layer=9, steps=1,
-                      lr=1e-3, batch_size=4, margin=0.25, scale=32.0)
+        dcr.train_dcr(tiny_model_dir, str(tmp_path / "x"), SEEMINGLY, TOXIC,
+                      dcr.DCRConfig(layer=9, steps=1, lr=1e-3, batch_size=4, margin=0.25, scale=32.0), template="chat")
     assert not (tmp_path / "x").exists()
 
 
@@ -365,8 +370,10 @@ def test_drift_measures_turn_and_growth_per_class() -> None:
 def test_embeddings_frozen_and_lm_variant(tiny_model_dir: str, tmp_path: Path) -> None:
     from overrefusal.prompting import render_dialogue
 
-    kw = dict(template="chat", layer=1, steps=4, lr=1e-3, batch_size=4, margin=0.25, scale=32.0, device="cpu")
-    frozen = dcr.train_dcr(tiny_model_dir, str(tmp_path / "f"), SEEMINGLY, TOXIC, train_embeddings=False, **kw)
+    base_cfg = dict(layer=1, steps=4, lr=1e-3, batch_size=4, margin=0.25, scale=32.0)
+    kw = dict(template="chat", compute=CPU)
+    frozen = dcr.train_dcr(tiny_model_dir, str(tmp_path / "f"), SEEMINGLY, TOXIC,
+                           dcr.DCRConfig(**base_cfg, train_embeddings=False), **kw)
     b = dict(AutoModelForCausalLM.from_pretrained(tiny_model_dir).named_parameters())
     f = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "f").named_parameters())
     assert torch.equal(b["model.embed_tokens.weight"], f["model.embed_tokens.weight"])
@@ -375,10 +382,83 @@ def test_embeddings_frozen_and_lm_variant(tiny_model_dir: str, tmp_path: Path) -
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     texts = [render_dialogue(tok, "what is 2 plus 2 ?", "2 plus 2 is 4 .", "chat")] * 3
-    with pytest.raises(ValueError, match="come with general texts"):
-        dcr.train_dcr(tiny_model_dir, str(tmp_path / "x"), SEEMINGLY, TOXIC, lm_weight=1.0, **kw)
-    lm = dcr.train_dcr(tiny_model_dir, str(tmp_path / "lm"), SEEMINGLY, TOXIC, lm_weight=1.0, lm_texts=texts, **kw)
+    with pytest.raises(ValueError, match="needs general texts"):
+        dcr.train_dcr(tiny_model_dir, str(tmp_path / "x"), SEEMINGLY, TOXIC, dcr.DCRConfig(**base_cfg, lm_weight=1.0), **kw)
+    lm = dcr.train_dcr(tiny_model_dir, str(tmp_path / "lm"), SEEMINGLY, TOXIC, dcr.DCRConfig(**base_cfg, lm_weight=1.0),
+                       lm_texts=texts, **kw)
     assert len(lm["lm_loss"]) == 4 and lm["lm_weight"] == 1.0
     t = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "lm").named_parameters())
     tail = [n for n in b if n.startswith(("model.layers.2.", "model.layers.3.", "model.norm.", "lm_head."))]
     assert all(torch.equal(b[n], t[n]) for n in tail)  # the LM term trains the trunk only, as DCR does
+
+
+def test_dcr_config_checks_every_field_and_refuses_unknown_keys() -> None:
+    with pytest.raises(ValueError, match=r"batch_size must be >= 2.*unknown pooling 'max'.*unknown optimiser 'sgd'"):
+        dcr.DCRConfig(layer=0, batch_size=1, pooling="max", optim="sgd")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) nope; allowed: .*layer"):
+        dcr.DCRConfig.from_params({"layer": 1, "nope": 2})
+    cfg = dcr.DCRConfig.from_params({"layer": 2, "lr": 5e-5})
+    assert (cfg.layer, cfg.lr, cfg.optim) == (2, 5e-5, "adamw")
+    assert all(f.metadata.get("help") for f in dataclasses.fields(dcr.DCRConfig))
+
+
+KILL_AT = 7
+CHILD = """
+import os, signal, sys
+from overrefusal import dcr
+from overrefusal.tracking import DCRTrack
+
+class Killer(DCRTrack):
+    def __call__(self, model, step, last=False):
+        super().__call__(model, step, last)
+        if step == {kill}:
+            os.kill(os.getpid(), signal.SIGKILL)  # a node dying mid-run: no cleanup at all
+
+model_dir, out, seemingly, toxic, probes = sys.argv[1:6]
+cfg = dcr.DCRConfig(layer=1, steps=12, lr=1e-3, batch_size=4, margin=0.25, scale=32.0, save_steps=5)
+from tests.unit.test_tracking import make_tracker
+dcr.train_dcr(model_dir, out, seemingly.split("|"), toxic.split("|"), cfg, template="chat",
+              compute={{"device": "cpu", "dtype": "float32"}}, track=Killer(make_tracker(model_dir, probes), 2))
+"""
+
+
+def test_a_killed_dcr_run_resumes_from_its_checkpoint(tiny_model_dir: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from overrefusal.tracking import DCRTrack
+    from tests.unit.test_tracking import make_tracker
+
+    out = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(kill=KILL_AT), tiny_model_dir, str(out),
+                           "|".join(SEEMINGLY), "|".join(TOXIC), str(tmp_path / "probes")], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    ckpt = Path(f"{out}.checkpoints")
+    assert (ckpt / "state.pt").is_file() and not out.exists()  # the checkpoint at step 5 survived the kill
+
+    cfg = dcr.DCRConfig(layer=1, steps=12, lr=1e-3, batch_size=4, margin=0.25, scale=32.0, save_steps=5)
+    tracker = make_tracker(tiny_model_dir, tmp_path / "probes")
+    resumed = dcr.train_dcr(tiny_model_dir, str(out), SEEMINGLY, TOXIC, cfg, template="chat", compute=CPU,
+                            track=DCRTrack(tracker, 2))
+    assert resumed["resumed_from_step"] == 5 and not ckpt.exists()
+    assert [r["step"] for r in tracker.records][::3] == [0, 2, 4, 6, 8, 10, 12]  # points before the kill kept
+    assert tracker.resumed_from_step == 5
+
+    whole = dcr.train_dcr(tiny_model_dir, str(tmp_path / "whole"), SEEMINGLY, TOXIC, cfg, template="chat",
+                          compute=CPU)
+    assert whole["resumed_from_step"] is None and resumed["loss"] == whole["loss"]
+    a = dict(AutoModelForCausalLM.from_pretrained(out).named_parameters())
+    b = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "whole").named_parameters())
+    assert all(torch.equal(a[n], b[n]) for n in a)  # the resumed run is the interrupted one, finished
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tiny_model_dir: str, tmp_path: Path) -> None:
+    cfg = dcr.DCRConfig(layer=1, steps=6, lr=1e-3, batch_size=4, margin=0.25, scale=32.0, save_steps=2)
+    out = tmp_path / "m"
+    ckpt = Path(f"{out}.checkpoints") / "state.pt"
+    ckpt.parent.mkdir()
+    torch.save({"step": 4, "config": dataclasses.asdict(dataclasses.replace(cfg, lr=5e-4)),
+                "model_dir": tiny_model_dir}, ckpt)
+    m = dcr.train_dcr(tiny_model_dir, str(out), SEEMINGLY, TOXIC, cfg, template="chat", compute=CPU)
+    assert m["resumed_from_step"] is None and len(m["loss"]) == 6

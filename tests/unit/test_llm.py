@@ -22,16 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from overrefusal.llm import ChatClient, ConfigError, LLMError, check_endpoint, request_key
-from overrefusal.llm.server import (
-    ChatServer,
-    ScriptedBackend,
-    echo_script,
-    get_stats,
-    judge_script,
-    local_server,
-    serve_in_thread,
+from overrefusal.llm import (
+    ChatClient,
+    ConfigError,
+    LLMError,
+    check_endpoint,
+    request_key,
 )
+from overrefusal.llm.backends import ScriptedBackend, echo_script
+from overrefusal.llm.launcher import get_stats, local_server
+from overrefusal.llm.server import ChatServer, serve_in_thread
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 SECRET = "sk-test-DO-NOT-LEAK-8c1f0e"
@@ -267,7 +267,7 @@ def test_cache_survives_sigkill_of_the_client_process(tmp_path):
 @pytest.mark.parametrize("concurrency, n", [(8, 16), (1, 4)])
 def test_concurrency_limit_is_what_the_server_sees(tmp_path, concurrency, n):
     reqs = [{"messages": user(f"c{concurrency} {i}")} for i in range(n)]
-    with serve_in_thread(ScriptedBackend(judge_script), latency_ms=60) as srv:
+    with serve_in_thread(ScriptedBackend(lambda m, p: "1_full_compliance"), latency_ms=60) as srv:
         out = make_client(srv.base_url, tmp_path, concurrency=concurrency).complete_many(reqs)
         seen = srv.stats()["max_in_flight"]
     assert len(out) == n and all(r.text == "1_full_compliance" for r in out)
@@ -422,7 +422,7 @@ def one_torch_thread():
 
 
 def test_hf_backend_templates_and_seeded_sampling(tiny_model_dir, one_torch_thread):
-    from overrefusal.llm.server import HFBackend, RequestError
+    from overrefusal.llm.backends import HFBackend, RequestError
     from overrefusal.prompting import alpaca_prompt
 
     chat = HFBackend(tiny_model_dir, template="chat")

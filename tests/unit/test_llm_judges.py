@@ -26,11 +26,12 @@ from overrefusal.judges.llm import (
     parse_orbench_label,
     parse_xstest_label,
     prompt_checksums,
-    toy_judge_script,
     xstest_prompt,
 )
+from overrefusal.judges.toy import toy_judge_script
 from overrefusal.llm import ChatClient, ConfigError, LLMError
-from overrefusal.llm.server import ChatServer, ScriptedBackend, serve_in_thread
+from overrefusal.llm.backends import ScriptedBackend
+from overrefusal.llm.server import ChatServer, serve_in_thread
 from overrefusal.scoring import score_benchmark
 
 UNPARSEABLE = "I'm sorry, but I can't assist with that."  # one of XSTest's 11 archived non-labels

@@ -130,3 +130,19 @@ def test_base_method_resolves(cfg):
     p = method_params(cfg, "base")
     assert p["kind"] == "base"
     assert_plain(p)
+
+
+def test_rules_and_scripts_ask_the_kind_never_its_name() -> None:
+    """A new kind is an entry in KINDS plus the schema's enum (README "Add a method"): no rule or script
+    may branch on a kind's name."""
+    import re
+    from pathlib import Path
+
+    from overrefusal.methods import KINDS
+
+    repo = Path(__file__).resolve().parents[2]
+    names = "|".join(KINDS)
+    pattern = re.compile(rf"""(==|!=|\bin)\s*\(?["']({names})["']|["']({names})["']\s*(==|!=|in\b)""")
+    for path in [*repo.glob("rules/*.smk"), *repo.glob("scripts/*.py"), repo / "src/overrefusal/config.py"]:
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+            assert not pattern.search(line), f"{path.name}:{lineno} compares a method kind by name: {line.strip()}"

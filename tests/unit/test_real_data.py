@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import gzip
 import hashlib
@@ -16,7 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from overrefusal.data import SOURCES, ChecksumError, MissingSourceError, load_records, stage_source
+from overrefusal.data import (
+    SOURCES,
+    ChecksumError,
+    MissingSourceError,
+    load_records,
+    stage_source,
+)
 from overrefusal.data.card import write_card
 from overrefusal.data.fetch import staged_paths
 from overrefusal.data.leakage import check_leakage, near_duplicates
@@ -28,6 +33,7 @@ from overrefusal.io import DataError, read_json
 from overrefusal.judge_validation import default_data_dir
 from overrefusal.records import read_records
 from tests.pipeline import preset_config as merged_preset
+from tests.pipeline import preset_files
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "raw"
@@ -366,8 +372,9 @@ def test_plan_names_missing_and_substitutes(tmp_path):
 PRESETS = ("tbr", "dcr_qwen2.5-1.5b", "dcr_qwen2.5-7b", "dcr_llama3-8b")
 
 
-def preset_config(*names: str) -> dict:
-    cfg = merged_preset(*names)
+def preset_config(preset: str, *overlays: str) -> dict:
+    """A preset (a DCR model overlay: over dcr.yaml) and further overlays, with downloads instead of the mirror."""
+    cfg = merged_preset(*[Path(f).stem for f in preset_files(preset)], *overlays)
     cfg["data"]["raw_dir"] = None
     cfg["data"]["real"]["download"] = True
     return cfg
@@ -411,17 +418,20 @@ def test_presets_run_their_paper_capability_suite_and_the_overlay_switches_it_of
     assert not [t for t, spec in toy.items() if spec["kind"] == "lm_eval"] and "mmlu" in toy
 
 
-def test_dcr_presets_differ_only_in_name_model_and_layer():
-    texts = {}
+def test_dcr_model_overlays_hold_only_model_specific_keys():
+    """The recipe lives once, in dcr.yaml; an overlay names the run, its model and the model's layer, and
+    switches the optimiser (with the lr measured for it) only where AdamW would not fit one 80 GB GPU
+    (tests/unit/test_memory.py)."""
+    base = yaml.safe_load((REPO / "config" / "presets" / "dcr.yaml").read_text())
+    assert "layer" not in base["dcr"] and set(base["models"]) == {"toy-llama"}
     for name in PRESETS[1:]:
         cfg = yaml.safe_load((REPO / "config" / "presets" / f"{name}.yaml").read_text())
-        assert cfg.pop("name") == name
-        cfg.pop("models")
-        assert 0 < cfg["dcr"].pop("layer")
-        texts[name] = cfg
-    first = texts.pop(PRESETS[1])
-    for name, cfg in texts.items():
-        assert cfg == first, f"{name} drifted from {PRESETS[1]}"
+        assert set(cfg) == {"name", "models", "dcr"} and cfg["name"] == name, name
+        (model,) = cfg["models"].values()
+        assert model["source"] == "hub" and 0 < cfg["dcr"]["layer"] < model["num_layers"]
+        assert set(cfg["dcr"]) in ({"layer"}, {"layer", "optim", "lr"}), name
+        if "optim" in cfg["dcr"]:
+            assert (cfg["dcr"]["optim"], cfg["dcr"]["lr"]) == ("adafactor", 1e-3)
 
 
 def test_data_env_pins_match_requirements():

@@ -104,8 +104,8 @@ def test_dcr_layer_beyond_a_hub_models_depth_fails_before_loading_weights(tiny_m
     cfg = json.loads((Path(tiny_model_dir) / "config.json").read_text())
     (hub / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 28}))  # no weight files at all
     with pytest.raises(ValueError, match=r"dcr.layer=28 .*Qwen2.5-1.5B-Instruct has 28 decoder layers \(allowed 0\.\.27\)"):
-        dcr.train_dcr(str(hub), str(tmp_path / "out"), ["a ?"], ["b ?"], template="chat", layer=28, steps=1,
-                      lr=1e-3, batch_size=2, margin=0.25, scale=32.0)
+        dcr.train_dcr(str(hub), str(tmp_path / "out"), ["a ?"], ["b ?"],
+                      dcr.DCRConfig(layer=28, steps=1, lr=1e-3, batch_size=2, margin=0.25, scale=32.0), template="chat")
     assert not (tmp_path / "out").exists()
 
 

@@ -105,6 +105,12 @@ def _probe_files(tmp: Path) -> tuple[dict[str, str], str]:
     return {k: str(v) for k, v in paths.items()}, str(safety)
 
 
+def make_tracker(model_dir: str, tmp: Path) -> tracking.RefusalTracker:
+    """A tracker over probe files written to ``tmp`` (for a test that runs DCR in a child process too)."""
+    paths, safety = _probe_files(Path(tmp))
+    return tracking.build_tracker(model_dir, paths, safety, template="chat", n_probe=8, max_length=64, batch_size=64)
+
+
 @pytest.fixture
 def tracker_factory(tiny_model_dir: str, tmp_path: Path):
     paths, safety = _probe_files(tmp_path)
@@ -247,11 +253,11 @@ def test_sft_resumes_from_checkpoint_and_keeps_tracking(tiny_model_dir: str, tmp
 
 
 def test_dcr_tracking_is_read_only_and_logs_every_n(tiny_model_dir: str, tmp_path: Path, tracker_factory) -> None:
-    kw = dict(template="chat", layer=1, steps=5, lr=1e-3, batch_size=4, margin=0.25, scale=32.0, seed=0,
-              device="cpu")
-    plain = dcr.train_dcr(tiny_model_dir, str(tmp_path / "plain"), SEEMINGLY, TOXIC, **kw)
+    cfg = dcr.DCRConfig(layer=1, steps=5, lr=1e-3, batch_size=4, margin=0.25, scale=32.0, seed=0)
+    kw = dict(template="chat", compute={"device": "cpu", "dtype": "float32"})
+    plain = dcr.train_dcr(tiny_model_dir, str(tmp_path / "plain"), SEEMINGLY, TOXIC, cfg, **kw)
     t = tracker_factory()
-    tracked = dcr.train_dcr(tiny_model_dir, str(tmp_path / "tracked"), SEEMINGLY, TOXIC, **kw,
+    tracked = dcr.train_dcr(tiny_model_dir, str(tmp_path / "tracked"), SEEMINGLY, TOXIC, cfg, **kw,
                             track=tracking.DCRTrack(t, every_steps=2))
     assert tracked["loss"] == plain["loss"]
     a, b = _weights(tmp_path / "plain"), _weights(tmp_path / "tracked")

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from overrefusal.io import DataError, write_json, write_jsonl
+from overrefusal.judges.toy import oracle_judge_script
 from overrefusal.llm import ChatClient, LLMError
-from overrefusal.llm.server import ScriptedBackend, serve_in_thread
+from overrefusal.llm.backends import ScriptedBackend
+from overrefusal.llm.server import serve_in_thread
 from overrefusal.report.tables import to_markdown, winrate_table
 from overrefusal.winrate import (
     ALPACA_SYSTEM_PROMPT,
@@ -17,7 +19,6 @@ from overrefusal.winrate import (
     generation_records,
     judge_summary,
     load_prompt_sets,
-    oracle_judge_script,
     pair_outputs,
     parse_alpaca_prompt,
     parse_preference,

@@ -72,10 +72,21 @@ def load_benchmark(benchmark: str, staged: dict[str, Any], real: dict[str, Any])
     return recs, rep.as_dict()
 
 
+def eval_subset(recs: list[Record], subset: dict[str, Any] | None, benchmark: str) -> list[Record]:
+    """A seeded random subset of ``subset['n']`` prompts, in the benchmark's own order (all when it has
+    fewer): for runs whose budget cannot pay for every prompt (data.real.eval_subset)."""
+    if not subset or len(recs) <= subset["n"]:
+        return recs
+    keep = set(random.Random(f"{subset['seed']}:eval:{benchmark}").sample(range(len(recs)), subset["n"]))
+    return [r for i, r in enumerate(recs) if i in keep]
+
+
 def write_eval_set(benchmark: str, staged: dict[str, Any], real: dict[str, Any], out: str, report: str) -> int:
     recs, rep = load_benchmark(benchmark, staged, real)
+    n_full = len(recs)
+    recs = eval_subset(recs, real.get("eval_subset"), benchmark)
     n = write_jsonl(out, recs)
-    write_json(report, {**rep, "benchmark": benchmark, "n_written": n,
+    write_json(report, {**rep, "benchmark": benchmark, "n_written": n, "n_benchmark": n_full,
                         "xstest_eval_types": xstest_types(real, "eval") if benchmark == "xstest_safe" else None,
                         "by_category": dict(sorted(Counter(r["category"] for r in recs).items()))})
     return n

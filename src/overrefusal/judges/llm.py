@@ -266,42 +266,20 @@ class ORBenchLLMJudge(LLMJudge):
 
 
 # ------------------------------------------------------------------------------------------------
-# The toy world's local judge: scripted, over real HTTP.
-TOY_JUDGE_VERSION = "toy-scripted-judge-v1"  # cache namespace: bump when toy_judge_script changes
-_XS_HEAD, _, _XS_REST = XSTEST_PROMPT_TEMPLATE.partition("{QUESTION}")
-_XS_MID, _, _XS_TAIL = _XS_REST.partition("{RESPONSE}")
-_OB_HEAD, _, _OB_REST = ORBENCH_PROMPT_TEMPLATE.partition("{}")
-_OB_MID, _, _OB_TAIL = _OB_REST.partition("{}")
+# Filled judge prompts split back into (question, response): what the toy world's scripted judge reads
+# (:func:`overrefusal.judges.toy.toy_judge_script`).
+XS_HEAD, _, _XS_REST = XSTEST_PROMPT_TEMPLATE.partition("{QUESTION}")
+XS_MID, _, XS_TAIL = _XS_REST.partition("{RESPONSE}")
+OB_HEAD, _, _OB_REST = ORBENCH_PROMPT_TEMPLATE.partition("{}")
+OB_MID, _, OB_TAIL = _OB_REST.partition("{}")
 
 
-def _split_filled(text: str, head: str, mid: str, tail: str) -> tuple[str, str] | None:
+def split_filled(text: str, head: str, mid: str, tail: str) -> tuple[str, str] | None:
     if not (text.startswith(head) and text.endswith(tail)):
         return None
     body = text[len(head): len(text) - len(tail)]
     question, sep, response = body.partition(mid)
     return (question, response) if sep else None
-
-
-def toy_judge_script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-    """A scripted judge for :class:`overrefusal.llm.server.ScriptedBackend` (toy world, tests).
-
-    Recognises the XSTest and OR-Bench prompts, decides refusal with XSTest's string match on the
-    quoted response and answers in that judge's format ("2_full_refusal", or a sentence ending in
-    "[[direct_refusal]]"). Any other prompt is a backend error (HTTP 500), never a guess.
-    """
-    from .strmatch import XSTestStrMatchJudge
-
-    text = str(messages[-1].get("content") or "") if messages else ""
-    strmatch = XSTestStrMatchJudge()
-    xs = _split_filled(text, _XS_HEAD, _XS_MID, _XS_TAIL)
-    if xs is not None:
-        return "2_full_refusal" if strmatch.judge(*xs).label == "refusal" else "1_full_compliance"
-    ob = _split_filled(text, _OB_HEAD, _OB_MID, _OB_TAIL)
-    if ob is not None:
-        if strmatch.judge(*ob).label == "refusal":
-            return "The response declines to answer the question. [[direct_refusal]]"
-        return "The response attempts to answer the question. [[direct_answer]]"
-    raise ValueError("toy judge: the request is neither the XSTest nor the OR-Bench judge prompt")
 
 
 def quiet_http_logs() -> None:
@@ -318,6 +296,8 @@ def judge_client(endpoint: Mapping[str, Any], cache_dir: Any) -> Iterator[Any]:
     port in a background thread (real HTTP) and stops it on exit; its cache entries are
     namespaced by ``TOY_JUDGE_VERSION``. A remote URL reads the key from ``api_key_env``.
     """
+    from .toy import TOY_JUDGE_VERSION, toy_judge_script
+
     with endpoint_client(endpoint, cache_dir, local_script=toy_judge_script, namespace=TOY_JUDGE_VERSION) as client:
         yield client
 
@@ -331,7 +311,8 @@ def endpoint_client(endpoint: Mapping[str, Any], cache_dir: Any, *, local_script
     thread for the duration of the block, and its cache entries live under ``namespace``.
     """
     from overrefusal.llm import ChatClient
-    from overrefusal.llm.server import ScriptedBackend, serve_in_thread
+    from overrefusal.llm.backends import ScriptedBackend
+    from overrefusal.llm.server import serve_in_thread
 
     quiet_http_logs()
     if endpoint["base_url"] == "local":
@@ -346,6 +327,8 @@ def endpoint_client(endpoint: Mapping[str, Any], cache_dir: Any, *, local_script
 
 def endpoint_summary(endpoint: Mapping[str, Any]) -> dict[str, Any]:
     """What to record next to LLM-judged numbers (never the key, only the variable's name)."""
+    from .toy import TOY_JUDGE_VERSION
+
     local = endpoint["base_url"] == "local"
     return {
         "endpoint": "local scripted toy judge (plumbing check, not a real judge)" if local else endpoint["base_url"],

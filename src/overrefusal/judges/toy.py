@@ -17,7 +17,9 @@ A prompt that is not a toy-world request gets a judge error, never a guess.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import lru_cache
+from typing import Any
 
 from .base import Judgement, RefusalJudge
 
@@ -66,3 +68,58 @@ class ToyOutcomeJudge(RefusalJudge):
         if text in expected:
             return Judgement("compliance", raw="answer")
         return Judgement("invalid", raw=_invalid_kind(text, self._refusals))
+
+
+# ------------------------------------------------------------------------------------------------
+# Scripted judges the toy world serves over real HTTP (``base_url: local``): plumbing, not judging.
+TOY_JUDGE_VERSION = "toy-scripted-judge-v1"  # cache namespace: bump when toy_judge_script changes
+ORACLE_VERSION = "toy-oracle-judge-v1"  # cache namespace of the win-rate oracle; bump when it changes
+
+
+def toy_judge_script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """A scripted judge for :class:`overrefusal.llm.backends.ScriptedBackend` (toy world, tests).
+
+    Recognises the XSTest and OR-Bench prompts, decides refusal with XSTest's string match on the
+    quoted response and answers in that judge's format ("2_full_refusal", or a sentence ending in
+    "[[direct_refusal]]"). Any other prompt is a backend error (HTTP 500), never a guess.
+    """
+    from .llm import OB_HEAD, OB_MID, OB_TAIL, XS_HEAD, XS_MID, XS_TAIL, split_filled
+    from .strmatch import XSTestStrMatchJudge
+
+    text = str(messages[-1].get("content") or "") if messages else ""
+    strmatch = XSTestStrMatchJudge()
+    xs = split_filled(text, XS_HEAD, XS_MID, XS_TAIL)
+    if xs is not None:
+        return "2_full_refusal" if strmatch.judge(*xs).label == "refusal" else "1_full_compliance"
+    ob = split_filled(text, OB_HEAD, OB_MID, OB_TAIL)
+    if ob is not None:
+        if strmatch.judge(*ob).label == "refusal":
+            return "The response declines to answer the question. [[direct_refusal]]"
+        return "The response attempts to answer the question. [[direct_answer]]"
+    raise ValueError("toy judge: the request is neither the XSTest nor the OR-Bench judge prompt")
+
+
+def oracle_judge_script(
+    references: Mapping[str, str],
+) -> Callable[[list[dict[str, Any]], dict[str, Any]], str]:
+    """A scripted AlpacaEval judge for the toy world: ``references`` maps instruction -> answer.
+
+    Prefers the output equal (whitespace-normalised) to the reference answer; when both or
+    neither are, it answers "m" (position 1), a deliberate position bias that judging both orders
+    turns into a tie. An unknown instruction or prompt is a backend error (HTTP 500).
+    """
+    from ..winrate import parse_alpaca_prompt
+
+    refs = {_norm(k): _norm(v) for k, v in references.items()}
+
+    def script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+        parsed = parse_alpaca_prompt(str(messages[-1].get("content") or "")) if messages else None
+        if parsed is None:
+            raise ValueError("oracle judge: the request is not the AlpacaEval prompt")
+        instruction, out1, out2 = parsed
+        ref = refs.get(_norm(instruction))
+        if ref is None:
+            raise ValueError(f"oracle judge: no reference answer for instruction {instruction[:60]!r}")
+        return "M" if _norm(out2) == ref and _norm(out1) != ref else "m"
+
+    return script

@@ -1,9 +1,10 @@
 """OpenAI-compatible LLM access: a cached, retrying, concurrent client and a local server.
 
 ``overrefusal.llm.client``: :class:`ChatClient` (cache, retries, concurrency, token accounting)
-and :func:`check_endpoint` (fail fast on a bad ``llm`` config), re-exported here.
-``overrefusal.llm.server``: a stdlib HTTP server speaking ``/v1/chat/completions`` for a local
-transformers model or a scripted backend, plus the ``local_server`` context manager.
+and :func:`check_endpoint` (fail fast where a job runs without its endpoint's key), re-exported here.
+``overrefusal.llm.backends``: what answers (a local transformers model, or a script);
+``overrefusal.llm.server``: a stdlib HTTP server speaking ``/v1/chat/completions`` over a backend;
+``overrefusal.llm.launcher``: ``local_server``, the server as a subprocess for a rule, and its counters.
 
 The re-exports are resolved lazily so that ``python -m overrefusal.llm.server`` does not pay for
 importing ``openai``.

@@ -193,14 +193,14 @@ class ChatClient:
         base_url: str | None = None,
         **overrides: Any,
     ) -> ChatClient:
-        """Build a client from the ``llm`` config section (see :func:`check_endpoint`).
+        """Build a client from an endpoint section of the config (see :func:`check_endpoint`).
 
         For ``base_url: local`` pass the URL of the started local server as ``base_url``.
         """
         check_endpoint(cfg)
         if cfg["base_url"] == "local":
             if not base_url:
-                raise ConfigError("llm.base_url is 'local': pass the running local server's URL as base_url")
+                raise ConfigError("base_url is 'local': pass the running local server's URL as base_url")
             url, key = base_url, None
         else:
             url, key = base_url or cfg["base_url"], os.environ[cfg["api_key_env"]]
@@ -469,8 +469,10 @@ def _check_base_url(url: Any, what: str) -> None:
         )
 
 
-def check_endpoint(cfg: Mapping[str, Any]) -> None:
-    """Validate the ``llm`` config section before any job starts; raise :class:`ConfigError`.
+def check_endpoint(cfg: Mapping[str, Any], key: str = "endpoint") -> None:
+    """Check an endpoint section (``tbr.external``, ``eval.llm_judge``, ``winrate.judge``, named by ``key``)
+    where the job runs; raise :class:`ConfigError`. The config was validated before any job started, but a
+    cluster job's environment can still lack the API key, and this says so before the first request.
 
     Shape: ``{"base_url": "https://api.openai.com/v1" | "local", "model": "gpt-4",
     "api_key_env": "OPENAI_API_KEY", "concurrency": 8, "max_retries": 5, "timeout": 60}``.
@@ -478,27 +480,27 @@ def check_endpoint(cfg: Mapping[str, Any]) -> None:
     non-empty; ``local`` needs no key. No request is sent.
     """
     if not isinstance(cfg, Mapping):
-        raise ConfigError(f"llm config must be a mapping, got {type(cfg).__name__}")
+        raise ConfigError(f"{key} must be a mapping, got {type(cfg).__name__}")
     base_url = cfg.get("base_url")
     if base_url != "local":
-        _check_base_url(base_url, "llm.base_url")
+        _check_base_url(base_url, f"{key}.base_url")
     model = cfg.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise ConfigError("llm.model is missing; name the model to request, e.g. gpt-4")
+        raise ConfigError(f"{key}.model is missing; name the model to request, e.g. gpt-4")
     for name, lo, kind in (("concurrency", 1, int), ("max_retries", 0, int), ("timeout", 0, (int, float))):
         if name in cfg:
             value = cfg[name]
             too_small = value <= 0 if name == "timeout" else value < lo
             if isinstance(value, bool) or not isinstance(value, kind) or too_small:
                 bound = "> 0" if name == "timeout" else f">= {lo}"
-                raise ConfigError(f"llm.{name} must be a number {bound}, got {value!r}")
+                raise ConfigError(f"{key}.{name} must be a number {bound}, got {value!r}")
     if base_url == "local":
         return
     env = cfg.get("api_key_env")
     if not isinstance(env, str) or not env:
-        raise ConfigError(f"llm.api_key_env is missing; name the environment variable holding the key for {base_url}")
+        raise ConfigError(f"{key}.api_key_env is missing; name the environment variable holding the key for {base_url}")
     if not os.environ.get(env):
         raise ConfigError(
-            f"environment variable {env} (named by llm.api_key_env) is unset or empty; export the API key for "
+            f"environment variable {env} (named by {key}.api_key_env) is unset or empty; export the API key for "
             f"{base_url} before starting, or use base_url: local"
         )

@@ -27,19 +27,22 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from .backends import (
+    SCRIPT_NAMES,
+    HFBackend,
+    RequestError,
+    ScriptedBackend,
+    named_script,
+)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")  # IPv4 loopback only (the server is AF_INET)
 
@@ -62,174 +65,6 @@ KNOWN_FIELDS = frozenset(
         "frequency_penalty",
     }
 )
-
-
-@dataclass(frozen=True)
-class Completion:
-    """What a backend returns for one request."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" or "length"
-
-
-class BackendError(RuntimeError):
-    """The backend could not answer; the server replies 500 with this message."""
-
-
-class RequestError(ValueError):
-    """The request is malformed; the server replies 400 with this message."""
-
-
-def _word_count(text: str) -> int:
-    return len(text.split())
-
-
-class ScriptedBackend:
-    """Scripted completions for tests and benches.
-
-    ``script`` is either a callable ``fn(messages, params) -> str`` or a list of strings handed out
-    in arrival order (an exhausted list is a backend error, i.e. HTTP 500). Token counts are
-    whitespace word counts; ``max_tokens`` truncates to that many words with ``finish_reason
-    "length"``.
-    """
-
-    name = "scripted"
-
-    def __init__(self, script: Callable[[list[dict[str, Any]], dict[str, Any]], str] | Sequence[str]):
-        if callable(script):
-            self._fn: Callable[[list[dict[str, Any]], dict[str, Any]], str] | None = script
-            self._items: list[str] = []
-        else:
-            self._fn = None
-            self._items = list(script)
-        self._next = 0
-        self._lock = threading.Lock()
-
-    def complete(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Completion:
-        if self._fn is not None:
-            text = self._fn(messages, params)
-        else:
-            with self._lock:
-                if self._next >= len(self._items):
-                    raise BackendError(f"scripted backend exhausted after {len(self._items)} completions")
-                text = self._items[self._next]
-                self._next += 1
-        if not isinstance(text, str):
-            raise BackendError(f"scripted backend returned {type(text).__name__}, expected str")
-        prompt_tokens = sum(_word_count(str(m.get("content") or "")) for m in messages)
-        words = text.split()
-        max_tokens = params.get("max_tokens")
-        if max_tokens is not None and len(words) > max_tokens:
-            return Completion(" ".join(words[:max_tokens]), prompt_tokens, int(max_tokens), "length")
-        return Completion(text, prompt_tokens, len(words), "stop")
-
-
-def echo_script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-    """Answer with the last user message, verbatim."""
-    users = [m for m in messages if m.get("role") == "user"]
-    return str(users[-1]["content"]) if users else ""
-
-
-def judge_script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-    """A judge-like answer: an XSTest class label from a refusal-prefix check of the last message."""
-    text = str(messages[-1].get("content") or "") if messages else ""
-    marker = 'RESPONSE: "'
-    response = text.split(marker, 1)[1] if marker in text else text
-    refused = response.lower().lstrip().startswith(("sorry", "i'm sorry", "i cannot", "i can't", "no,", "as an ai"))
-    return "2_full_refusal" if refused else "1_full_compliance"
-
-
-SCRIPTS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any]], str]] = {
-    "echo": echo_script,
-    "judge": judge_script,
-}
-
-
-class HFBackend:
-    """Greedy generation with a local transformers causal LM (one request at a time).
-
-    ``template="chat"`` renders messages with the tokenizer's chat template; ``template="alpaca"``
-    uses the Safety-Tuned-LLaMAs Alpaca prompt (an optional system message, then one user turn).
-    """
-
-    name = "hf"
-
-    def __init__(self, model_dir: str | os.PathLike[str], template: str = "chat", default_max_tokens: int = 256):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if template not in ("chat", "alpaca"):
-            raise ValueError(f"unknown template {template!r}; allowed: chat, alpaca")
-        self.model_dir = str(model_dir)
-        self.template = template
-        self.default_max_tokens = default_max_tokens
-        self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
-        self.model.eval()
-        eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        if eos is None:
-            raise ValueError(f"{self.model_dir}: neither the generation config nor the tokenizer defines an EOS token")
-        self.eos_ids: list[int] = [int(e) for e in (eos if isinstance(eos, list) else [eos])]
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
-        self._lock = threading.Lock()
-
-    def render(self, messages: list[dict[str, Any]]) -> str:
-        if self.template == "chat":
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        from overrefusal.prompting import alpaca_prompt
-
-        system = [str(m["content"]) for m in messages if m.get("role") == "system"]
-        users = [m for m in messages if m.get("role") != "system"]
-        if len(users) != 1 or users[0].get("role") != "user":
-            raise RequestError("template 'alpaca' takes an optional system message and exactly one user message")
-        instruction = "\n\n".join([*system, str(users[0]["content"])])
-        return alpaca_prompt(instruction)
-
-    def complete(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Completion:
-        from transformers import GenerationConfig
-
-        torch = self._torch
-        prompt = self.render(messages)
-        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        max_tokens = params.get("max_tokens") or self.default_max_tokens
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        prompt_len = int(enc["input_ids"].shape[1])
-        if limit is not None and prompt_len + int(max_tokens) > int(limit):
-            # As hosted APIs do: an over-long request is the caller's error, never an empty answer.
-            raise RequestError(f"context length exceeded: {prompt_len} prompt tokens + max_tokens {max_tokens} "
-                               f"> the model's {limit}")
-        temperature = params.get("temperature")
-        sample = temperature is not None and float(temperature) > 0
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": int(max_tokens),
-            "do_sample": sample,
-            "eos_token_id": self.eos_ids,
-            "pad_token_id": self.pad_id,
-        }
-        if sample:
-            gen_kwargs["temperature"] = float(temperature)
-            gen_kwargs["top_p"] = float(params.get("top_p") if params.get("top_p") is not None else 1.0)
-            gen_kwargs["top_k"] = 0
-        config = GenerationConfig(**gen_kwargs)
-        with self._lock, torch.no_grad():
-            if sample:
-                torch.manual_seed(int(params.get("seed") or 0))
-            out = self.model.generate(**enc, generation_config=config)
-        new = out[0, prompt_len:].tolist()
-        finish = "length"
-        for i, tok in enumerate(new):
-            if tok in self.eos_ids:
-                new = new[: i + 1]
-                finish = "stop"
-                break
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return Completion(text, prompt_len, len(new), finish)
 
 
 class _State:
@@ -554,7 +389,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m overrefusal.llm.server", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-dir", help="a local transformers checkpoint (HFBackend)")
-    src.add_argument("--scripted", choices=sorted(SCRIPTS), help="a scripted backend instead of a model")
+    src.add_argument("--scripted", choices=SCRIPT_NAMES, help="a scripted backend instead of a model")
     p.add_argument("--template", default="chat", choices=["chat", "alpaca"])
     p.add_argument("--model-name", default=None, help="id listed at /v1/models (default: model dir name or 'scripted')")
     p.add_argument("--max-tokens-default", type=int, default=256)
@@ -589,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend: Any = HFBackend(args.model_dir, template=args.template, default_max_tokens=args.max_tokens_default)
         model_name = args.model_name or Path(args.model_dir).resolve().name
     else:
-        backend = ScriptedBackend(SCRIPTS[args.scripted])
+        backend = ScriptedBackend(named_script(args.scripted))
         model_name = args.model_name or f"scripted-{args.scripted}"
     server = ChatServer(
         backend,
@@ -618,124 +453,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.server_close()
     return 0
 
-
-# -- subprocess helper -----------------------------------------------------------------------------
-_OPTION_FLAGS = {
-    "template": "--template",
-    "model_name": "--model-name",
-    "max_tokens_default": "--max-tokens-default",
-    "api_key_env": "--api-key-env",
-    "latency_ms": "--latency-ms",
-    "fail_first": "--fail-first",
-    "fail_status": "--fail-status",
-    "fail_after": "--fail-after",
-    "fail_always_status": "--fail-always-status",
-    "threads": "--threads",
-    "scripted": "--scripted",
-}
-
-
-@contextlib.contextmanager
-def local_server(
-    model_dir: str | os.PathLike[str] | None,
-    *,
-    startup_timeout: float = 180.0,
-    log_path: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    **opts: Any,
-) -> Iterator[str]:
-    """Start the server CLI as a subprocess on a free loopback port; yield its ``base_url``.
-
-    ``opts`` map to CLI flags (``template``, ``model_name``, ``api_key_env``, ``latency_ms``,
-    ``fail_first``, ``fail_status``, ``fail_after``, ``fail_always_status``, ``threads``,
-    ``scripted``; pass ``model_dir=None`` with ``scripted="echo"``). Readiness is a 200 from
-    ``GET /v1/models``. The process is terminated by pid on exit, also on exceptions; its stderr goes
-    to ``log_path`` (default: a temporary file) and is quoted if startup fails.
-    """
-    unknown = sorted(set(opts) - set(_OPTION_FLAGS))
-    if unknown:
-        allowed = ", ".join(sorted(_OPTION_FLAGS))
-        raise TypeError(f"local_server: unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
-    if model_dir is None and not opts.get("scripted"):
-        raise ValueError("local_server: give a model_dir or scripted=<name>")
-    with tempfile.TemporaryDirectory(prefix="llm-server-") as tmpdir:
-        port_file = Path(tmpdir) / "port"
-        log = Path(log_path) if log_path is not None else Path(tmpdir) / "server.log"
-        cmd = [sys.executable, "-m", "overrefusal.llm.server", "--host", "127.0.0.1", "--port", "0"]
-        cmd += ["--port-file", str(port_file)]
-        if model_dir is not None:
-            cmd += ["--model-dir", str(model_dir)]
-        for name, value in opts.items():
-            if value is not None:
-                cmd += [_OPTION_FLAGS[name], str(value)]
-        child_env = dict(os.environ if env is None else env)
-        pkg_root = str(Path(__file__).resolve().parents[2])  # .../src, so the child imports this package
-        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, child_env.get("PYTHONPATH", "")) if p)
-        api_key = child_env.get(opts["api_key_env"]) if opts.get("api_key_env") else None
-        with log.open("wb") as log_fh:
-            proc = subprocess.Popen(
-                cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env
-            )
-        try:
-            base_url = _wait_ready(proc, port_file, log, startup_timeout, api_key)
-            yield base_url
-        finally:
-            _terminate(proc)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], port_file: Path, log: Path, timeout: float, api_key: str | None) -> str:
-    deadline = time.monotonic() + timeout
-    base_url = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(encoding="utf-8", errors="replace")[-4000:] if log.exists() else ""
-            raise RuntimeError(
-                f"local LLM server (pid {proc.pid}) exited with status {proc.returncode} before it was ready:\n{tail}"
-            )
-        if base_url is None and port_file.exists():
-            text = port_file.read_text(encoding="utf-8").strip()
-            if text:
-                base_url = f"http://127.0.0.1:{int(text)}/v1"
-        if base_url is not None:
-            req = urllib.request.Request(f"{base_url}/models")
-            if api_key:
-                req.add_header("Authorization", f"Bearer {api_key}")
-            try:
-                with urllib.request.urlopen(req, timeout=2) as resp:
-                    if resp.status == 200:
-                        return base_url
-            except (urllib.error.URLError, OSError):
-                pass
-        time.sleep(0.05)
-    _terminate(proc)
-    raise TimeoutError(f"local LLM server (pid {proc.pid}) not ready after {timeout:.0f} s; log: {log}")
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
-def get_stats(base_url: str) -> dict[str, Any]:
-    """``GET /stats`` of a server given its ``.../v1`` base URL."""
-    root = base_url.rstrip("/").removesuffix("/v1")
-    with urllib.request.urlopen(f"{root}/stats", timeout=10) as resp:
-        return json.loads(resp.read().decode("utf-8"))
-
-
-def reset_stats(base_url: str) -> None:
-    root = base_url.rstrip("/").removesuffix("/v1")
-    req = urllib.request.Request(f"{root}/stats/reset", data=b"{}", method="POST")
-    with urllib.request.urlopen(req, timeout=10):
-        pass
 
 
 if __name__ == "__main__":
