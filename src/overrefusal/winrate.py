@@ -258,10 +258,6 @@ def win_rate(
     }
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
 @contextlib.contextmanager
 def winrate_client(
     endpoint: Mapping[str, Any], cache_dir: Any, prompts: Sequence[Mapping[str, Any]]
@@ -286,19 +282,15 @@ def winrate_client(
 
 def judge_summary(endpoint: Mapping[str, Any]) -> dict[str, Any]:
     """What produced the number: endpoint (no key), model, prompt checksum and decoding."""
+    from .judges.toy import ORACLE_VERSION
+
     local = endpoint["base_url"] == "local"
     return {
         "endpoint": "local oracle judge for the toy world (prefers the reference answer)" if local
         else endpoint["base_url"],
         "model": endpoint["model"],
-        "oracle_version": _oracle_version() if local else None,
+        "oracle_version": ORACLE_VERSION if local else None,
         "prompt": "alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt, both orders",
         "prompt_sha256": PROMPT_SHA256,
         "params": dict(ALPACA_PARAMS),
     }
-
-
-def _oracle_version() -> str:
-    from .judges.toy import ORACLE_VERSION
-
-    return ORACLE_VERSION
