@@ -10,7 +10,7 @@ sys.path.insert(0, f"{workflow.basedir}/src")
 from overrefusal.benchmarks import BENCHMARKS
 from overrefusal.capability import registry_stage_key, registry_stage_specs
 from overrefusal.config import ConfigError, enabled_capability_tasks, enabled_methods, enabled_models, validate_config
-from overrefusal.methods import KINDS, method_params
+from overrefusal.methods import KINDS, intervened_method, method_params
 from overrefusal.toyworld import CAPABILITY_TASKS
 
 try:
@@ -41,6 +41,8 @@ COMPUTE_PARAMS = {k: COMPUTE[k] for k in ("device", "dtype")}
 EVAL_BENCHMARKS = list(config["eval"]["benchmarks"])
 TRAINED_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].trains]
 DCR_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].dcr]
+# Inference-time interventions (SCANS, Surgical) on another method's checkpoint (rules/intervention.smk).
+INTERVENTION_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].intervention]
 # The DCR sweep (target dcr_sweep, not part of `all`): one DCR method instance per setting.
 SWEEP = (config.get("dcr_sweep") or {}).get("settings", {})
 SWEEP_METHODS = [f"dcrsweep_{n}" for n in SWEEP]
@@ -71,6 +73,7 @@ wildcard_constraints:
     benchmark="|".join(BENCHMARKS),
     trained="|".join(map(re.escape, TRAINED_METHODS + SWEEP_METHODS)) or "NONE",
     dcr_method="|".join(map(re.escape, DCR_METHODS + SWEEP_METHODS)) or "NONE",
+    intervention="|".join(map(re.escape, INTERVENTION_METHODS)) or "NONE",
     pretrained="|".join(PRETRAIN_MODELS) or "NONE",
     hub_model="|".join(m for m in HUB_MODELS if not config["models"][m].get("local_dir")) or "NONE",
     gguf_model="|".join(GGUF_MODELS) or "NONE",
@@ -78,7 +81,11 @@ wildcard_constraints:
 
 
 def seeds_of(method):
-    """The seeds a method runs with: an untrained method (the base model, greedy decoding) has one."""
+    """The seeds a method runs with: an untrained method (the base model, greedy decoding) has one, and an
+    intervention has those of the method it runs on."""
+    on = intervened_method(config, method)
+    if on is not None:
+        return seeds_of(on)
     return SEEDS if KINDS[config["methods"][method]["kind"]].trains else SEEDS[:1]
 
 
@@ -145,11 +152,39 @@ def get_sft_inputs(wildcards):
     return inputs
 
 
+def model_path(model, method, seed):
+    """The checkpoint a method is evaluated with: the base model itself for an untrained one, and for an
+    intervention the checkpoint of the method it runs on (same seed)."""
+    on = intervened_method(config, method)
+    if on is not None:
+        return model_path(model, on, seed)
+    if not KINDS[config["methods"][method]["kind"]].trains:
+        return base_model_path(model)
+    return f"{run_dir(model, method, seed)}/model"
+
+
 def get_eval_model(wildcards):
-    """The checkpoint a method is evaluated with: the base model itself for `base`."""
-    if not KINDS[config["methods"][wildcards.method]["kind"]].trains:
-        return base_model_path(wildcards.model)
-    return f"{run_dir(wildcards.model, wildcards.method, wildcards.seed)}/model"
+    return model_path(wildcards.model, wildcards.method, wildcards.seed)
+
+
+def get_intervened_model(wildcards):
+    return model_path(wildcards.model, wildcards.intervention, wildcards.seed)
+
+
+def get_intervention(wildcards):
+    """An intervention method's fitted hooks (rule intervention); nothing for any other method."""
+    if wildcards.method not in INTERVENTION_METHODS:
+        return {}
+    return {"intervention": f"{run_dir(wildcards.model, wildcards.method, wildcards.seed)}/intervention/vectors.safetensors"}
+
+
+def get_intervention_params(wildcards):
+    """What fitting reads: the kind and its section's settings with this seed."""
+    p = method_params(config, wildcards.intervention)
+    settings = p[p["kind"]]
+    settings["seed"] = int(wildcards.seed)
+    settings.pop("apply_to")  # reaches the rule as its input checkpoint
+    return {"kind": p["kind"], "settings": settings}
 
 
 def get_arch(wildcards):
@@ -221,7 +256,13 @@ def get_final_outputs(wildcards=None):
         f"{RESULTS}/figures/safety_vs_overrefusal.png",
         *([f"{RESULTS}/figures/refusal_dynamics.png"] if config["tracking"]["enabled"] and TRAINED_METHODS else []),
         *get_judge_and_winrate_outputs(),
+        *([f"{RESULTS}/tables/interventions.csv", f"{RESULTS}/tables/interventions.md"] if INTERVENTION_METHODS else []),
     ]
+
+
+def get_intervention_reports(wildcards=None):
+    return [f"{run_dir(model, method, seed)}/intervention/report.json"
+            for model in MODELS for method in INTERVENTION_METHODS for seed in seeds_of(method)]
 
 
 def get_reflection_params():

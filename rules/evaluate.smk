@@ -6,6 +6,7 @@
 # CPU those cost more than the tiny model's generation).
 rule generate:
     input:
+        unpack(get_intervention),  # SCANS/Surgical: the hooks the checkpoint runs with
         model=get_eval_model,
         records=get_eval_records,
         prompts=WINRATE_PROMPTS if WINRATE_ON else [],
@@ -62,6 +63,7 @@ rule judge:
 rule capability:
     input:
         unpack(get_capability_registry),  # registry_record, registry_cache: only with kind: lm_eval tasks
+        unpack(get_intervention),
         model=get_eval_model,
         data=get_capability_data,
         manifest=MANIFEST,

@@ -34,6 +34,28 @@ rule tables:
         "../scripts/tables.py"
 
 
+# What SCANS and Surgical decided on each seed's checkpoint (their report.json files).
+rule intervention_table:
+    input:
+        get_intervention_reports(),
+    output:
+        csv=report(f"{RESULTS}/tables/interventions.csv", caption="../report/interventions_table.rst", category="Tables"),
+        md=f"{RESULTS}/tables/interventions.md",
+    log:
+        f"{LOGS}/report/intervention_table.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/intervention_table.py"
+
+
+localrules:
+    intervention_table,
+
+
 rule figure_compliance:
     input:
         evals=get_eval_jsons(),

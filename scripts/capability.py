@@ -2,6 +2,7 @@
 tasks read offline from the datasets cache that rule stage_capability_data filled."""
 from pathlib import Path
 
+from overrefusal import interventions
 from overrefusal.capability import run_capability
 from overrefusal.io import read_json, write_json
 from overrefusal.provenance import model_dir_provenance, rule_provenance
@@ -14,9 +15,14 @@ with rule_context(snakemake) as log:  # noqa: F821
     tasks = {name: spec if spec["kind"] == "lm_eval" else {**spec, "path": paths[name]}
              for name, spec in cap["tasks"].items()}
     record = getattr(smk.input, "registry_record", None)  # only when a kind: lm_eval task is configured
+    path = getattr(smk.input, "intervention", None)  # SCANS or Surgical: lm-eval runs under its hooks
+    hooks = (lambda model: interventions.attached(model, path)) if path else None
     result = run_capability(smk.input.model, tasks, template=smk.params.template, batch_size=cap["batch_size"],
-                            compute=smk.params.compute, cache_dir=getattr(smk.input, "registry_cache", None))
+                            compute=smk.params.compute, cache_dir=getattr(smk.input, "registry_cache", None),
+                            hooks=hooks)
     staged = {"capability_data": read_json(record)} if record else {}
+    if path:
+        staged["intervention"] = interventions.fingerprint(path)
     result["provenance"] = rule_provenance(smk, model=model_dir_provenance(smk.input.model), **staged)
     write_json(smk.output[0], result)
     log.info("capability: %s", {t: r["metrics"] for t, r in result["tasks"].items()})

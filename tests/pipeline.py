@@ -17,9 +17,12 @@ IGNORE = shutil.ignore_patterns(".venv", ".git", "results", "logs", "benchmarks"
                                 "*.egg-info", ".pytest_cache", ".slurm-local")
 
 
-def copy_workflow(dest: Path) -> Path:
-    """A clean copy of the workflow (code, config, schemas), as a fresh clone would have it."""
-    shutil.copytree(REPO, dest, ignore=IGNORE, symlinks=True)
+def copy_workflow(dest: Path, source: Path = REPO) -> Path:
+    """A clean copy of the workflow (code, config, schemas), as a fresh clone would have it.
+
+    ``source`` is the repository by default, or an earlier clean copy: runs copied from one copy see the
+    same code even while the working tree changes."""
+    shutil.copytree(source, dest, ignore=IGNORE, symlinks=True)
     return dest
 
 

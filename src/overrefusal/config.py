@@ -20,7 +20,34 @@ from .methods import KINDS
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
-KIND_OPTIONS = {name: set(kind.options) for name, kind in KINDS.items()}  # one home: methods.KINDS
+
+def load_schema() -> dict[str, Any]:
+    with SCHEMA.open() as fh:
+        return yaml.safe_load(fh)
+
+
+def kind_options(schema: dict[str, Any]) -> dict[str, set[str]]:
+    """The keys a method instance of each kind may set besides ``kind``/``enabled``: the properties of
+    every ``then`` of ``$defs.method`` whose ``if`` the kind meets (so the schema is their one home)."""
+    method = schema["$defs"]["method"]
+    out: dict[str, set[str]] = {}
+    for kind in method["properties"]["kind"]["enum"]:
+        out[kind] = set()
+        for rule in method["allOf"]:
+            cond = rule["if"]["properties"]["kind"]
+            if kind in cond.get("enum", [cond.get("const")]):
+                out[kind] |= schema_keys(schema, rule["then"])
+    return out
+
+
+def schema_keys(schema: dict[str, Any], sub: dict[str, Any]) -> set[str]:
+    """The property names a subschema declares, through ``$ref`` and ``allOf``."""
+    if "$ref" in sub:
+        sub = schema["$defs"][sub["$ref"].rsplit("/", 1)[1]]
+    return set(sub.get("properties", {})) | {k for part in sub.get("allOf", []) for k in schema_keys(schema, part)}
+
+
+KIND_OPTIONS = kind_options(load_schema())
 
 
 class ConfigError(ValueError):
@@ -63,6 +90,16 @@ def format_error(err: ValidationError, source: str) -> str:
         extra = [k for k in err.instance if k not in sub.get("properties", {})] if isinstance(err.instance, dict) else []
         hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
         return f"{source}: {where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
+    if err.validator == "unevaluatedProperties" and isinstance(err.instance, dict):
+        kind = err.instance.get("kind")
+        if where.startswith("methods.") and kind in KIND_OPTIONS:
+            bad = sorted(set(err.instance) - {"kind", "enabled"} - KIND_OPTIONS[kind])
+            allowed = ", ".join(sorted(KIND_OPTIONS[kind])) or "none"
+            return (f"{source}: {where}: option(s) {', '.join(map(repr, bad))} do not apply to kind '{kind}' "
+                    f"(its options: {allowed})")
+        known = schema_keys(load_schema(), sub)
+        extra = [k for k in err.instance if k not in known]
+        return f"{source}: {where}: unknown key(s) {', '.join(map(repr, extra))}; allowed keys: {', '.join(sorted(known))}"
     if err.validator == "enum":
         return f"{source}: {where}: {err.instance!r} is not allowed; valid values: {', '.join(map(str, err.validator_value))}"
     if err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
@@ -71,11 +108,6 @@ def format_error(err: ValidationError, source: str) -> str:
         options = " or ".join(_describe(o) for o in err.validator_value)
         return f"{source}: {where}: {err.instance!r} is not allowed; expected {options}"
     return f"{source}: {where}: {err.message}"
-
-
-def load_schema() -> dict[str, Any]:
-    with SCHEMA.open() as fh:
-        return yaml.safe_load(fh)
 
 
 def enabled_models(config: dict[str, Any]) -> list[str]:
@@ -131,11 +163,7 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
     for name in enabled_methods(config):
         spec = config["methods"][name]
         kind = spec["kind"]
-        bad = set(spec) - {"kind", "enabled"} - KIND_OPTIONS[kind]
-        if bad:
-            allowed = ", ".join(sorted(KIND_OPTIONS[kind])) or "none"
-            errs.append(f"{source}: methods.{name}: option(s) {', '.join(sorted(bad))} do not apply to kind "
-                        f"'{kind}' (its options: {allowed})")
+        errs += _intervention_errors(config, name, source)
         if KINDS[kind].dcr:
             layer = spec.get("layer", config["dcr"]["layer"])
             key = f"methods.{name}.layer" if "layer" in spec else "dcr.layer"
@@ -288,10 +316,40 @@ def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def _intervention_errors(config: dict[str, Any], name: str, source: str) -> list[str]:
+    """An intervention runs on an enabled, non-intervention method's model, at layers the models have."""
+    spec = config["methods"][name]
+    kind = KINDS[spec["kind"]]
+    if not kind.intervention or not kind.section:
+        return []
+    errs = []
+    on = spec.get("apply_to", config[kind.section]["apply_to"])
+    key = f"methods.{name}.apply_to" if "apply_to" in spec else f"{kind.section}.apply_to"
+    methods = enabled_methods(config)
+    if on not in methods or KINDS[config["methods"][on]["kind"]].intervention:
+        valid = [m for m in methods if not KINDS[config["methods"][m]["kind"]].intervention]
+        errs.append(f"{source}: {key}: {on!r} is not an enabled method it can run on; valid: {', '.join(valid)}")
+    for rng_key in ("steer_layers", "classify_layers"):
+        rng = spec.get(rng_key, config[kind.section].get(rng_key))
+        if rng is None:
+            continue
+        for model in enabled_models(config):
+            depth = model_depth(config, model)
+            if depth is not None and not 0 <= rng[0] < rng[1] <= depth:
+                where = f"methods.{name}.{rng_key}" if rng_key in spec else f"{kind.section}.{rng_key}"
+                errs.append(f"{source}: {where}: [{rng[0]}, {rng[1]}) is outside model '{model}', which has "
+                            f"{depth} decoder layers")
+    return errs
+
+
 def validate_config(config: dict[str, Any], source: str = "config", *, env: dict[str, str] | None = None) -> None:
     """Raise ``ConfigError`` listing every problem, or return quietly."""
     validator = Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    # A key with a bad value also counts as unevaluated (its subschema failed): report the value only.
+    paths = [tuple(e.absolute_path) for e in errors if e.validator != "unevaluatedProperties"]
+    errors = [e for e in errors if e.validator != "unevaluatedProperties" or not any(
+        len(p) > len(e.absolute_path) and p[:len(e.absolute_path)] == tuple(e.absolute_path) for p in paths)]
     msgs = [format_error(e, source) for e in errors]
     if not msgs:
         msgs = semantic_errors(config, source, env=env)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .io import read_jsonl, sha256_file, write_json, write_jsonl
-from .prompting import Template, render_prompt
+from .prompting import Template, encode_prompt
 from .provenance import weight_file_sha256
 from .records import Record, user_text
 
@@ -91,8 +91,6 @@ def _fingerprint(model_dir: str | Path, weight_hashes: dict[str, str], settings:
 class _Engine(Protocol):
     tokenizer: Any
 
-    def encode(self, text: str) -> list[int]: ...
-
     def run(
         self, prompts: Sequence[list[int]], on_progress: Callable[[int], None]
     ) -> list[tuple[str, int]]: ...
@@ -126,12 +124,6 @@ def _context_limit(config: Any, max_new_tokens: int, max_prompt_tokens: int | No
             f"max_prompt_tokens={max_prompt_tokens}"
         )
     return limit
-
-
-def _encode(tokenizer: Any, text: str, template: Template) -> list[int]:
-    # A rendered chat template already contains BOS where the model wants one; Alpaca and plain
-    # text do not, so there the tokenizer adds its special tokens (as TRL does for plain-text SFT).
-    return list(tokenizer(text, add_special_tokens=(template != "chat"))["input_ids"])
 
 
 class _HFEngine:
@@ -172,9 +164,6 @@ class _HFEngine:
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids,
         )
-
-    def encode(self, text: str) -> list[int]:
-        return _encode(self.tokenizer, text, self.template)
 
     def run(self, prompts: Sequence[list[int]], on_progress: Callable[[int], None]) -> list[tuple[str, int]]:
         torch = self._torch
@@ -253,9 +242,6 @@ class _VLLMEngine:
             temperature=0.0, max_tokens=max_new_tokens, skip_special_tokens=True, seed=seed
         )
         self._vllm_version = vllm.__version__
-
-    def encode(self, text: str) -> list[int]:
-        return _encode(self.tokenizer, text, self.template)
 
     def run(self, prompts: Sequence[list[int]], on_progress: Callable[[int], None]) -> list[tuple[str, int]]:
         outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], self.params, use_tqdm=False)
@@ -485,7 +471,7 @@ def _generate_shard(engine: _Engine, recs: Sequence[Mapping[str, Any]], template
                     ) -> tuple[list[dict[str, Any]], int, float]:
     """One shard's output rows (prompts left-truncated to ``context_limit``), new tokens and seconds."""
     texts = [user_text(r) for r in recs]  # type: ignore[arg-type]
-    encoded = [engine.encode(render_prompt(engine.tokenizer, t, template)) for t in texts]
+    encoded = [encode_prompt(engine.tokenizer, t, template) for t in texts]
     truncated = [context_limit is not None and len(e) > context_limit for e in encoded]
     fed = [e[-context_limit:] if t and context_limit is not None else e
            for e, t in zip(encoded, truncated, strict=True)]

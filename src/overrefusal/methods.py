@@ -21,8 +21,8 @@ class MethodKind:
     dcr: bool  # DCR: a contrastive stage precedes SFT
     paper: str
     description: str
-    options: frozenset[str] = frozenset({"sft"})  # keys a method instance of this kind may override
-    intervention: bool = False  # an inference-time intervention (steering, ablation) on an unchanged model
+    section: str | None = None  # its config section, whose keys an instance may override (schemas: $defs)
+    intervention: bool = False  # an inference-time intervention (steering, ablation) on another method's model
 
     @property
     def trains(self) -> bool:
@@ -33,20 +33,22 @@ class MethodKind:
 KINDS: dict[str, MethodKind] = {
     k.name: k
     for k in [
-        MethodKind("base", (), False, False, "both", "the pretrained model, evaluated without alignment",
-                   frozenset()),
+        MethodKind("base", (), False, False, "both", "the pretrained model, evaluated without alignment"),
         MethodKind("no_safety", ("sft_general",), False, False, "both", "SFT on general instructions only"),
         MethodKind("stl", ("sft_general", "sft_safety"), False, False, "both",
                    "Safety-Tuned LLaMAs: general + (harmful prompt, refusal) pairs"),
         MethodKind("stl_aug", ("sft_general", "sft_safety", "sft_aug"), False, False, "DCR",
                    "STL plus seemingly toxic prompts with helpful answers"),
         MethodKind("tbr", ("sft_general", "sft_safety"), True, False, "TBR",
-                   "Think-Before-Refusal: a safety reflection precedes the refusal on a proportion gamma",
-                   frozenset({"sft", "reflection", "gamma"})),
+                   "Think-Before-Refusal: a safety reflection precedes the refusal on a proportion gamma", "tbr"),
         MethodKind("dcr", ("sft_general", "sft_safety"), False, True, "DCR",
-                   "Discernment via Contrastive Refinement (Circle loss at layer l), then STL",
-                   frozenset({"sft", "layer", "steps", "margin", "scale", "pooling", "lr", "batch_size",
-                              "train_embeddings", "lm_weight"})),
+                   "Discernment via Contrastive Refinement (Circle loss at layer l), then STL", "dcr"),
+        MethodKind("scans", (), False, False, "DCR",
+                   "SCANS: per-query refusal steering (+/- alpha v) of another method's model (the paper: STL)",
+                   "scans", intervention=True),
+        MethodKind("surgical", (), False, False, "DCR",
+                   "Surgical: a false-refusal direction ablated from another method's model (the paper: STL)",
+                   "surgical", intervention=True),
     ]
 }
 
@@ -59,9 +61,15 @@ def method_params(config: dict[str, Any], method: str) -> dict[str, Any]:
     spec = dict(methods[method])
     kind = KINDS[spec.pop("kind")]
     params: dict[str, Any] = {"kind": kind.name, "sft_data": list(kind.sft_data)}
-    if kind.reflections:
-        params["tbr"] = {**config["tbr"], **{k: v for k, v in spec.items() if k in config["tbr"]}}
-    if kind.dcr:
-        params["dcr"] = {**config["dcr"], **{k: v for k, v in spec.items() if k in config["dcr"]}}
+    if kind.section:
+        section = config[kind.section]
+        params[kind.section] = {**section, **{k: v for k, v in spec.items() if k in section}}
     params["sft"] = {**config["sft"], **spec.get("sft", {})}
     return copy.deepcopy(params)  # never aliases the config's nested dicts
+
+
+def intervened_method(config: dict[str, Any], method: str) -> str | None:
+    """The method whose checkpoint an intervention method runs on (None for any other kind)."""
+    spec = config["methods"][method]
+    kind = KINDS[spec["kind"]]
+    return spec.get("apply_to", config[kind.section]["apply_to"]) if kind.intervention and kind.section else None

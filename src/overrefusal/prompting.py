@@ -44,6 +44,14 @@ def render_prompt(tokenizer: Any, user: str, template: Template, input_text: str
     raise ValueError(f"unknown template {template!r}; allowed: {', '.join(TEMPLATES)}")
 
 
+def encode_prompt(tokenizer: Any, user: str, template: Template) -> list[int]:
+    """The prompt's token ids as generation feeds them. A rendered chat template already holds BOS
+    where the model wants one; Alpaca and plain text do not, so there the tokenizer adds its special
+    tokens (as TRL does for plain-text SFT)."""
+    return list(tokenizer(render_prompt(tokenizer, user, template),
+                          add_special_tokens=(template != "chat"))["input_ids"])
+
+
 def render_dialogue(tokenizer: Any, user: str, response: str, template: Template) -> str:
     """A whole (prompt, answer) exchange as training text, ending the answer as generation stops."""
     if template == "chat":

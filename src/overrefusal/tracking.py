@@ -54,7 +54,7 @@ from transformers import TrainerCallback
 
 from .io import read_jsonl, write_json
 from .judges.strmatch import JBB_REFUSAL_SUBSTRINGS, XSTEST_APOLOGY_PREFIXES
-from .prompting import Template, render_prompt
+from .prompting import Template, encode_prompt
 from .records import user_text
 
 PROBE_SETS: tuple[str, ...] = ("seemingly_toxic", "toxic", "general")
@@ -189,9 +189,7 @@ class RefusalTracker:
         for ps in self.probe_sets:
             enc = []
             for text in ps.texts:
-                rendered = render_prompt(tokenizer, text, template)
-                ids = list(tokenizer(rendered, add_special_tokens=(template != "chat"))["input_ids"])
-                enc.append(ids[-max_length:])
+                enc.append(encode_prompt(tokenizer, text, template)[-max_length:])
             self.encoded[ps.name] = enc
         self.records: list[dict[str, Any]] = []
         self.resumed_from_step: int | None = None

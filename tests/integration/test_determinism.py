@@ -1,9 +1,10 @@
 """Determinism, provenance and secrets, on two real tiny-world runs in two scratch copies.
 
-Same config and seed, two different directories (so no output may embed an absolute path), the
-same fake API key in the environment of both: every per-benchmark result JSON must be byte-identical,
-carry full provenance, and nothing under results/, logs/, benchmarks/ or .snakemake/ may contain
-the key.
+The session's full tiny run (tests/integration/shared_run.py: tiny_run) and one more run here, up to the
+judge, in another copy of the same code. Same config and seed, two different directories (so no output
+may embed an absolute path), the same fake API key in the environment of both: every per-benchmark
+result JSON must be byte-identical, carry full provenance, and nothing under results/, logs/,
+benchmarks/ or .snakemake/ of either copy may contain the key.
 """
 
 from __future__ import annotations
@@ -15,33 +16,31 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.shared_run import R, SECRET_ENV, TINY, TinyRun, eval_jsons
 from tests.pipeline import copy_workflow, snakemake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-TINY = "tests/fixtures/tiny_config.yaml"
-R = "results/tiny"
-SECRET = "sk-test-0123456789abcdefDETERMINISM"
-SECRET_ENV = {"OPENAI_API_KEY": SECRET, "HF_TOKEN": "hf_" + SECRET}
 SCANNED = ("results", "logs", "benchmarks", ".snakemake")
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    # Both copies first, so both runs see the same code; then the same command in each.
-    works = [copy_workflow(tmp_path_factory.mktemp(f"determinism_{name}") / "wf") for name in ("a", "b")]
-    for work in works:
-        proc = snakemake(work, "--cores", "all", "--configfile", TINY, "--until", "judge", env=SECRET_ENV)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return works
+def second_run(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second run, up to the judge, in a copy of the code the shared run ran (not of the working tree)."""
+    work = copy_workflow(tmp_path_factory.mktemp("determinism") / "wf", source=tiny_run.source)
+    proc = snakemake(work, "--cores", "all", "--configfile", TINY, "--until", "judge", env=SECRET_ENV)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work
 
 
-def _eval_jsons(work: Path) -> dict[str, bytes]:
-    files = sorted(p for p in (work / R).glob("**/eval/*.json") if p.name != "capability.json")
-    return {p.relative_to(work).as_posix(): p.read_bytes() for p in files}
+@pytest.fixture(scope="module")
+def two_runs(tiny_run: TinyRun, second_run: Path) -> list[Path]:
+    assert tiny_run.work.parent != second_run.parent  # two directories: an embedded path would differ
+    return [tiny_run.work, second_run]
 
 
-def test_per_benchmark_json_is_byte_identical(two_runs: list[Path]) -> None:
-    a, b = (_eval_jsons(w) for w in two_runs)
+def test_per_benchmark_json_is_byte_identical(tiny_run: TinyRun, second_run: Path) -> None:
+    # The shared run's files as it wrote them (snapshotted before other tests could touch its copy).
+    a, b = tiny_run.eval_jsons, eval_jsons(second_run)
     assert a and set(a) == set(b)
     assert len(a) >= 12  # at least one method x every benchmark
     differ = [name for name in a if a[name] != b[name]]
@@ -50,17 +49,22 @@ def test_per_benchmark_json_is_byte_identical(two_runs: list[Path]) -> None:
 
 def test_no_absolute_paths_in_results(two_runs: list[Path]) -> None:
     for work in two_runs:
-        needle = str(work.parent).encode()
-        leaked = [p for p in (work / R).rglob("*") if p.is_file() and needle in p.read_bytes()]
+        needle = str(work.parent).encode()  # each copy's own directory (the two live under different ones)
+        files = [p for p in (work / R).rglob("*") if p.is_file()]
+        assert len(files) > 50, work
+        leaked = [p for p in files if needle in p.read_bytes()]
         assert not leaked, f"outputs embed the run directory {work.parent}: {leaked[:5]}"
 
 
-def test_every_result_records_provenance(two_runs: list[Path]) -> None:
-    work = two_runs[0]
+@pytest.mark.parametrize("run", [0, 1], ids=["shared-run", "second-run"])
+def test_every_result_records_provenance(two_runs: list[Path], run: int) -> None:
+    work = two_runs[run]
     manifest = work / R / "data/manifest.json"
     manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
     splits = {k: v["sha256"] for k, v in json.loads(manifest.read_text())["files"].items()}
-    for rel in _eval_jsons(work):
+    results = eval_jsons(work)
+    assert len(results) >= 12
+    for rel in results:
         result = json.loads((work / rel).read_text())
         prov = result["provenance"]
         assert set(prov["git"]) == {"commit", "dirty"}  # None here: the scratch copy has no .git
@@ -78,10 +82,11 @@ def test_every_result_records_provenance(two_runs: list[Path]) -> None:
             p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.glob("*.safetensors"))}
 
 
-def test_training_metrics_record_provenance_of_both_checkpoints(two_runs: list[Path]) -> None:
+@pytest.mark.parametrize("run", [0, 1], ids=["shared-run", "second-run"])
+def test_training_metrics_record_provenance_of_both_checkpoints(two_runs: list[Path], run: int) -> None:
     from overrefusal.provenance import weights_sha256
 
-    work = two_runs[0]
+    work = two_runs[run]
     manifest_sha = hashlib.sha256((work / R / "data/manifest.json").read_bytes()).hexdigest()
     metrics = (sorted((work / R).glob("*/*/seed*/sft_metrics.json")) + sorted((work / R).glob("models/*/sft_metrics.json"))
                + sorted((work / R).glob("*/*/seed*/dcr/metrics.json")))

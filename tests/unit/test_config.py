@@ -14,7 +14,7 @@ from overrefusal.config import KIND_OPTIONS, ConfigError, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
-ALL_KINDS = ["base", "no_safety", "stl", "stl_aug", "tbr", "dcr"]
+ALL_KINDS = ["base", "no_safety", "stl", "stl_aug", "tbr", "dcr", "scans", "surgical"]
 
 
 @pytest.fixture
@@ -42,7 +42,15 @@ def test_default_config_validates(cfg):
 
 
 def test_kind_options_cover_every_schema_kind():
-    assert sorted(KIND_OPTIONS) == sorted(ALL_KINDS)
+    from overrefusal.methods import KINDS
+
+    # the schema's kinds are methods.py's, and each kind's options are its config section's keys
+    assert sorted(KIND_OPTIONS) == sorted(ALL_KINDS) == sorted(KINDS)
+    for name, kind in KINDS.items():
+        if kind.section:
+            section = DEFAULT[kind.section]
+            own = set(section) & KIND_OPTIONS[name]
+            assert own == (set(section) if kind.section != "tbr" else {"reflection", "gamma"}), name
 
 
 # --------------------------------------------------------------------------- unknown keys
@@ -76,7 +84,7 @@ def test_unknown_key_in_method_lists_method_keys(cfg):
     cfg["methods"]["stl"]["momentum"] = 1.0
     (line,) = error_lines(cfg)
     assert "methods.stl" in line and "'momentum'" in line
-    assert "gamma" in line and "kind" in line
+    assert "kind 'stl' (its options: sft)" in line
 
 
 def test_unknown_key_deep_in_model_arch(cfg):
@@ -237,7 +245,8 @@ def test_unknown_method_kind_lists_valid_kinds(cfg):
 @pytest.mark.parametrize(
     ("kind", "option", "value"),
     [("stl", "gamma", 0.5), ("tbr", "layer", 1), ("dcr", "reflection", "internal"), ("base", "sft", {"lr": 1e-3}),
-     ("stl_aug", "pooling", "mean")],
+     ("stl_aug", "pooling", "mean"), ("scans", "sft", {"lr": 1e-3}), ("surgical", "alpha", 2.0),
+     ("scans", "n_train", 8)],
 )
 def test_option_not_applying_to_kind(cfg, kind, option, value):
     cfg["methods"]["x"] = {"kind": kind, option: value}
@@ -251,6 +260,26 @@ def test_option_not_applying_to_kind(cfg, kind, option, value):
 def test_options_that_apply_are_accepted(cfg):
     cfg["methods"]["tbr_g05"] = {"kind": "tbr", "reflection": "internal", "gamma": 0.5, "sft": {"lr": 1e-3}}
     cfg["methods"]["dcr_x"] = {"kind": "dcr", "layer": 2, "steps": 3, "margin": 0.5, "scale": 8, "pooling": "mean"}
+    validate_config(cfg, env={})
+
+
+@pytest.mark.parametrize(
+    ("spec", "key", "message"),
+    [({"kind": "scans", "apply_to": "nope"}, "methods.x.apply_to", "'nope' is not an enabled method"),
+     ({"kind": "surgical", "apply_to": "scans"}, "methods.x.apply_to", "'scans' is not an enabled method"),
+     ({"kind": "scans", "steer_layers": [2, 9]}, "methods.x.steer_layers", "[2, 9) is outside model 'toy-llama'")],
+)
+def test_intervention_needs_a_method_and_layers_it_can_run_on(cfg, spec, key, message):
+    cfg["methods"]["x"] = spec
+    (line,) = error_lines(cfg)
+    assert key in line and message in line
+
+
+def test_intervention_options_are_typed_by_their_section(cfg):
+    cfg["methods"]["x"] = {"kind": "surgical", "kl_threshold": -1}
+    (line,) = error_lines(cfg)
+    assert "methods.x.kl_threshold" in line and "out of range" in line
+    cfg["methods"]["x"] = {"kind": "scans", "alpha": 2.0, "steer_layers": [1, 3], "apply_to": "stl_aug"}
     validate_config(cfg, env={})
 
 

@@ -565,7 +565,7 @@ def markdown_frame(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
                     if values[i] != "–" and not (pd.isna(lo) or pd.isna(hi)):
                         values[i] += f" [{float(lo):.{digits}f}, {float(hi):.{digits}f}]"
         elif pd.api.types.is_integer_dtype(col.dtype):
-            values = [str(int(v)) for v in col]
+            values = ["–" if pd.isna(v) else str(int(v)) for v in col]
         else:
             values = ["–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in col]
         out[c] = values
@@ -594,3 +594,42 @@ def write_table(df: pd.DataFrame, csv_path: PathLike, md_path: PathLike, *, digi
         df.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
     with atomic_path(md_path) as tmp:
         tmp.write_text(to_markdown(df, digits), encoding="utf-8")
+
+
+def intervention_table(reports: Sequence[PathLike]) -> pd.DataFrame:
+    """What each fitted intervention decided, per seed (from ``intervention/report.json``).
+
+    SCANS: the threshold and the share of anchors and of seemingly toxic prompts it calls unsafe
+    (those it steers towards refusal). Surgical: the chosen block and position, how far the
+    false-refusal direction was from the true-refusal one before orthogonalisation, the
+    pseudo-harmful refusal score before and with the ablation, its KL, and the candidates kept.
+    """
+    rows = []
+    for path in sorted(map(Path, reports)):
+        model, method, seed = model_method_from_path(path.parent.parent / "eval" / path.name)  # seed<k>/intervention/
+        r = read_json(path)
+        row: dict[str, Any] = {"model": model, "method": method, "seed": seed, "kind": r.get("kind")}
+        if r.get("kind") == "scans":
+            cls = r["classified_unsafe"]
+            row.update(threshold=r["settings"]["threshold"], threshold_rule=r["settings"]["threshold_rule"],
+                       unsafe_harmful_anchors=cls["harmful_anchors"]["share_unsafe"],
+                       unsafe_harmless_anchors=cls["harmless_anchors"]["share_unsafe"],
+                       unsafe_seemingly_toxic=cls["pseudo_harmful"]["share_unsafe"])
+        elif r.get("kind") == "surgical":
+            sel = r["selected"]
+            chosen = next(c for c in r["candidates"] if c["layer"] == sel["layer"] and c["position"] == sel["position"])
+            row.update(layer=sel["layer"], position=sel["position"], cos_or_harm=chosen["cosine_with_harm"],
+                       refusal_score_before=r["baseline_refusal_score"], refusal_score_ablated=sel["refusal_score"],
+                       kl=sel["kl"], candidates_kept=sum("discarded" not in c for c in r["candidates"]),
+                       candidates=len(r["candidates"]))
+        else:
+            raise DataError(f"{path}: field 'kind': unknown intervention {r.get('kind')!r}")
+        rows.append(row)
+    if not rows:
+        raise DataError("intervention_table: no report.json given")
+    df = pd.DataFrame(rows)
+    for col in ("layer", "position", "candidates_kept", "candidates"):
+        if col in df:
+            df[col] = df[col].astype("Int64")
+    order = sorted(range(len(df)), key=lambda i: (df["model"][i], method_sort_key(df["method"][i]), df["seed"][i]))
+    return df.iloc[order].reset_index(drop=True)
