@@ -98,6 +98,8 @@ def get_sft_params(wildcards):
     DCR section: a DCR change reaches SFT through its input checkpoint, and only there."""
     p = method_params(config, wildcards.trained)
     p.pop("dcr", None)
+    if "tbr" in p:  # the reflections reach SFT as an input file; of the section it reads gamma alone
+        p["tbr"] = {"gamma": p["tbr"]["gamma"]}
     p["sft"]["seed"] = int(wildcards.seed)
     return p
 
@@ -265,9 +267,11 @@ def get_intervention_reports(wildcards=None):
             for model in MODELS for method in INTERVENTION_METHODS for seed in seeds_of(method)]
 
 
-def get_reflection_params():
-    """What writing reflections depends on: not gamma or the per-method choice, which only SFT uses."""
-    return {k: v for k, v in config["tbr"].items() if k not in ("gamma", "reflection")}
+def get_reflection_params(source):
+    """What writing one source's reflections depends on: the tags, the quality filter and that source's
+    own settings; not the other source's, nor gamma or the per-method choice, which only SFT uses."""
+    other = {"internal": "external", "external": "internal"}[source]
+    return {k: v for k, v in config["tbr"].items() if k not in ("gamma", "reflection", other)}
 
 
 def get_external_teacher(wildcards):

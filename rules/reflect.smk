@@ -11,7 +11,7 @@ rule reflections_internal:
         reflections=f"{RESULTS}/{{model}}/reflections/internal.json",
     params:
         compute=COMPUTE_PARAMS,
-        tbr=get_reflection_params(),
+        tbr=get_reflection_params("internal"),
         template=get_template,
     log:
         f"{LOGS}/{{model}}/reflections_internal.log",
@@ -36,7 +36,7 @@ rule reflections_external:
     output:
         reflections=f"{RESULTS}/reflections/external.json",
     params:
-        tbr=get_reflection_params(),
+        tbr=get_reflection_params("external"),
         cache_dir=f"{RESULTS}/cache/llm",
     log:
         f"{LOGS}/reflections_external.log",

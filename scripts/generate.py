@@ -15,7 +15,8 @@ with rule_context(snakemake) as log:  # noqa: F821
     ev = smk.params.eval
     model, tok = load_model(smk.input.model, smk.params.compute), load_tokenizer(smk.input.model)  # loaded once for all benchmarks
     hooks, extra = contextlib.ExitStack(), {}
-    if "intervention" in smk.input.keys():  # SCANS or Surgical: the checkpoint runs with its hooks
+    # SCANS or Surgical: the checkpoint runs with its hooks (input.keys(): `in` on a Namedlist tests values)
+    if "intervention" in smk.input.keys():  # noqa: SIM118
         hooks.enter_context(interventions.attached(model, smk.input.intervention))
         extra = interventions.fingerprint(smk.input.intervention)
     meta = {}

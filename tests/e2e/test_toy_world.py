@@ -113,7 +113,7 @@ def test_dcr_answers_more_than_stl_and_keeps_refusing_and_skill(toy_run: Path) -
 def test_inference_time_baselines_were_fitted_on_each_stl_seed(toy_run: Path) -> None:
     """SCANS and Surgical run on every seed's STL checkpoint, record what they decided, and recover
     none of STL's drop in this world (README: why)."""
-    mean, runs = _summary(toy_run)
+    _, runs = _summary(toy_run)
     for m in ("scans", "surgical"):
         for s in SEEDS:
             assert runs[(m, s)]["answered"] <= runs[("stl", s)]["answered"] + 0.05, (m, s, runs[(m, s)])

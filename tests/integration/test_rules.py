@@ -15,6 +15,8 @@ from tests.pipeline import REPO, copy_workflow, jobs_in_dry_run, snakemake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 S = "seed3"  # tests/fixtures/tiny_config.yaml: seeds: [3]
+# config.yaml's methods: base, 6 trained ones, and the interventions scans and surgical on stl's checkpoint.
+EVALUATED = 9
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,7 @@ def test_eval_jsons_and_capability_valid(tiny: Path) -> None:
     schema = json.loads((REPO / "schemas/benchmark_result.schema.json").read_text())
     cap_schema = json.loads((REPO / "schemas/capability.schema.json").read_text())
     evals = sorted((tiny / R).glob(f"toy-llama/*/{S}/eval/*.json"))
-    assert len(evals) == 7 * 13
+    assert len(evals) == EVALUATED * 13
     for p in evals:
         jsonschema.validate(json.loads(p.read_text()), cap_schema if p.name == "capability.json" else schema)
 
@@ -121,25 +123,26 @@ def test_nothing_to_do_after_a_finished_run(tiny: Path) -> None:
 REPORT = {"tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "samples": 1, "all": 1}
 TRACKING_FIG = {"figure_refusal_dynamics": 1}  # a retrained method has a new refusal curve
 WINRATE = {"winrate": 1, "winrate_table": 1}  # per retrained method (table: once)
+INTERVENTION = {"intervention": 1, "intervention_table": 1}  # per refitted intervention (table: once)
+COMPARED = EVALUATED - 1  # win rates: every method but the reference (stl)
 # One retrained method (TBR with either reflection source, DCR): its SFT, evaluation and win rate.
 ONE_METHOD = {"sft": 1, "generate": 1, "judge": 1, "capability": 1, **REPORT, **WINRATE, **TRACKING_FIG}
-# Every SFT run (6 methods): the win rate of all 6 compared methods, base included, as the reference (stl) is one.
-EVERY_SFT = {"sft": 6, "generate": 6, "judge": 6, "capability": 6, **REPORT, **WINRATE, "winrate": 6, **TRACKING_FIG}
-# A new base model: every stage after it, the base method's own evaluation (7 methods) and both reflection sources.
+# One refitted intervention: its evaluation and win rate, no training.
+ONE_INTERVENTION = {**INTERVENTION, "generate": 1, "judge": 1, "capability": 1, **REPORT, **WINRATE}
+# Every SFT run (6 methods), so the 2 interventions on stl's new checkpoint too: everything evaluated but base,
+# and every win rate, base's included, as the reference (stl) is retrained.
+EVERY_SFT = {"sft": 6, **INTERVENTION, "intervention": 2, "generate": EVALUATED - 1, "judge": EVALUATED - 1,
+             "capability": EVALUATED - 1, **REPORT, **WINRATE, "winrate": COMPARED, **TRACKING_FIG}
+# A new base model: every stage after it, the base method's own evaluation and both reflection sources.
 FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "reflections_external": 1,
-             "dcr_contrastive": 1, **EVERY_SFT, "generate": 7, "judge": 7, "capability": 7}
-# tbr.internal / tbr.external are read by one reflection rule each, yet get_reflection_params() (rules/common.smk)
-# gives both rules the whole tbr section, and the TBR SFT runs get it too (method_params): a change to one
-# source's settings reruns the other source and its TBR method.
-OVER_RERUN_REFLECTIONS = pytest.mark.xfail(
-    strict=True, reason="over-rerun: both reflection rules (and both TBR SFT runs) read the whole tbr section")
-
+             "dcr_contrastive": 1, **EVERY_SFT, "generate": EVALUATED, "judge": EVALUATED, "capability": EVALUATED}
 
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
         pytest.param({"dcr": {"layer": 1}}, {"dcr_contrastive": 1, **ONE_METHOD}, id="dcr-layer"),
-        pytest.param({"eval": {"judges": {"harmful": "xstest_strmatch_v1"}}}, {"judge": 7, **REPORT}, id="judge"),
+        pytest.param({"eval": {"judges": {"harmful": "xstest_strmatch_v1"}}}, {"judge": EVALUATED, **REPORT},
+                     id="judge"),
         # SFT's learning rate: every SFT run and what follows it, but neither DCR's stage nor the teacher
         pytest.param({"sft": {"lr": 5.0e-4}}, EVERY_SFT, id="sft-lr"),
         pytest.param({"tbr": {"gamma": 0.5}}, {"sft": 2, "generate": 2, "judge": 2, "capability": 2, **REPORT,
@@ -166,32 +169,36 @@ OVER_RERUN_REFLECTIONS = pytest.mark.xfail(
                      {"reflections_internal": 1, "reflections_external": 1, **ONE_METHOD, "sft": 2, "generate": 2,
                       "judge": 2, "capability": 2, "winrate": 2}, id="tbr-min-kept"),
         pytest.param({"tbr": {"internal": {"max_new_tokens": 10}}}, {"reflections_internal": 1, **ONE_METHOD},
-                     id="tbr-internal-tokens", marks=OVER_RERUN_REFLECTIONS),
+                     id="tbr-internal-tokens"),
         pytest.param({"tbr": {"external": {"max_tokens": 10}}}, {"reflections_external": 1, **ONE_METHOD},
-                     id="tbr-external-tokens", marks=OVER_RERUN_REFLECTIONS),
+                     id="tbr-external-tokens"),
         # DCR's own settings: its stage and its SFT run only (other methods' SFT does not read the dcr section)
         pytest.param({"dcr": {"lr": 3.0e-4}}, {"dcr_contrastive": 1, **ONE_METHOD}, id="dcr-lr"),
+        # an intervention's own section: that intervention alone, not the other one or stl's checkpoint
+        pytest.param({"scans": {"alpha": 2.0}}, ONE_INTERVENTION, id="scans-alpha"),
+        pytest.param({"surgical": {"ablation_coeff": 0.5}}, ONE_INTERVENTION, id="surgical-ablation-coeff"),
         # Tracking is measured inside the training jobs (tracking.json is an output of sft and dcr_contrastive),
         # so every training job reruns and, its model rewritten, everything evaluated from it; not the base model.
         pytest.param({"tracking": {"every_steps": 2}}, {"dcr_contrastive": 1, **EVERY_SFT}, id="tracking-every-steps"),
         # decoding: every generation (the win-rate prompts' too) and what follows, no training, no capability
         pytest.param({"eval": {"max_new_tokens": 6}},
-                     {"generate": 7, "judge": 7, **REPORT, **WINRATE, "winrate": 6}, id="eval-max-new-tokens"),
+                     {"generate": EVALUATED, "judge": EVALUATED, **REPORT, **WINRATE, "winrate": COMPARED},
+                     id="eval-max-new-tokens"),
         # the bootstrap: the judged JSONs and win rates (their intervals), no generation
-        pytest.param({"eval": {"bootstrap": {"seed": 1}}}, {"judge": 7, **REPORT, **WINRATE, "winrate": 6},
-                     id="bootstrap-seed"),
+        pytest.param({"eval": {"bootstrap": {"seed": 1}}},
+                     {"judge": EVALUATED, **REPORT, **WINRATE, "winrate": COMPARED}, id="bootstrap-seed"),
         # the LLM-judge endpoint is not a param while every judge is a string matcher
         pytest.param({"eval": {"llm_judge": {"model": "gpt-4"}}}, {}, id="llm-judge-unused"),
         # capability settings: the capability jobs and the tables, no generation or judging
-        pytest.param({"capability": {"batch_size": 4}}, {"capability": 7, "tables": 1, "all": 1},
+        pytest.param({"capability": {"batch_size": 4}}, {"capability": EVALUATED, "tables": 1, "all": 1},
                      id="capability-batch-size"),
         pytest.param({"capability": {"tasks": {"toy_arith": {"num_fewshot": 1}}}},
-                     {"capability": 7, "tables": 1, "all": 1}, id="capability-fewshot"),
+                     {"capability": EVALUATED, "tables": 1, "all": 1}, id="capability-fewshot"),
         # win-rate settings: the win rates alone
-        pytest.param({"winrate": {"judge": {"model": "another-oracle"}}}, {**WINRATE, "winrate": 6, "all": 1},
+        pytest.param({"winrate": {"judge": {"model": "another-oracle"}}}, {**WINRATE, "winrate": COMPARED, "all": 1},
                      id="winrate-judge"),
         # a new reference: stl is now compared (new job), no_safety is not, the others against new responses
-        pytest.param({"winrate": {"reference": "no_safety"}}, {**WINRATE, "winrate": 6, "all": 1},
+        pytest.param({"winrate": {"reference": "no_safety"}}, {**WINRATE, "winrate": COMPARED, "all": 1},
                      id="winrate-reference"),
     ],
 )

@@ -28,8 +28,11 @@ SMALL = {
                    "general_heldout": {"source": "alpaca_5k", "n": 2}},
         "eval_subset": {"n": 3, "seed": 0},
         "capability": {"mmlu": {"n_per_subject": 1}}}},
-    # STL and DCR + STL: every training rule; the shipped model's own evaluation adds nothing CI needs
+    # STL, DCR + STL and the two interventions on STL: every training and fitting rule; the shipped
+    # model's own evaluation adds nothing CI needs
     "methods": {m: {"enabled": False} for m in ("base", "no_safety", "stl_aug", "tbr_internal")},
+    "scans": {"n_anchors": 4, "batch_size": 8},
+    "surgical": {"n_train": 4, "n_val": 2, "filter": False, "min_prompts": 1, "positions": 1, "batch_size": 8},
     "sft": {"max_steps": 2, "batch_size": 4, "max_length": 64, "save_steps": 10},
     "dcr": {"layer": 1, "steps": 2, "batch_size": 4, "max_length": 48},
     "eval": {"benchmarks": ["xstest_safe", "xstest_unsafe", "advbench"], "max_new_tokens": 12, "batch_size": 8},
@@ -83,9 +86,24 @@ def test_dcr_and_lora_sft_and_chat_template_generation(run: Path) -> None:
     assert row["response"].strip()  # the real model writes words, not nothing
 
 
+def test_interventions_find_the_real_chat_templates_post_instruction_tokens(run: Path) -> None:
+    from overrefusal import interventions
+    from overrefusal.models.loading import load_tokenizer
+
+    tok = load_tokenizer(str(run / "resources/models/smollm2-135m"))
+    r = run / "results/smol/smollm2-135m"
+    kind, tensors, settings = interventions.load(r / "scans/seed0/intervention/vectors.safetensors")
+    assert kind == "scans" and tok.decode(settings["suffix_ids"]) == "<|im_end|>\n<|im_start|>assistant\n"
+    assert settings["steer_layers"] == [9, 18] and tensors["steer"].shape == (30, 576)
+    report = json.loads((r / "surgical/seed0/intervention/report.json").read_text())
+    assert report["post_instruction_positions"] == 6 and report["selected"] is not None
+    for m in ("scans", "surgical"):
+        assert json.loads((r / f"{m}/seed0/eval/xstest_safe.json").read_text())["n"] == 3
+
+
 def test_tables_and_a_finished_run_has_nothing_left(run: Path) -> None:
     main = (run / "results/smol/tables/main.md").read_text()
-    for method in ("stl", "dcr_stl"):
+    for method in ("stl", "dcr_stl", "scans", "surgical"):
         assert method in main
     ev = json.loads((run / "results/smol/smollm2-135m/stl/seed0/eval/xstest_safe.json").read_text())
     assert ev["n"] == 3 and ev["judge_id"] == "xstest_strmatch_v1"

@@ -148,9 +148,21 @@ def test_dcr_script(fake_cuda, tiny_model_dir: str, tmp_path: Path) -> None:
     assert fake_cuda == [{"dtype": torch.float32, "device": "cuda"}]
 
 
+def test_intervention_script(fake_cuda, tiny_model_dir: str, tmp_path: Path) -> None:
+    rows = [{"id": f"c{i}", "prompt": f"p {i}", "label": lab, "category": "x", "source": "test", "licence": "none"}
+            for i, lab in enumerate(["seemingly_toxic", "toxic"] * 2)]
+    _run("intervention", tmp_path,
+         input={"model": tiny_model_dir, "contrastive": _jsonl(tmp_path / "c.jsonl", rows),
+                "general": _records(tmp_path, "g", "general"), "refusals": _records(tmp_path, "s", "toxic")},
+         output={"vectors": str(tmp_path / "v.safetensors"), "report": str(tmp_path / "r.json")},
+         params={"compute": AUTO, "intervention": {"kind": "scans", "settings": {"n_anchors": 2}}, "template": "chat"},
+         wildcards={"model": "toy", "intervention": "scans", "seed": "0"})
+    assert fake_cuda == [{"dtype": torch.bfloat16, "device": "cuda"}]
+
+
 def test_every_model_loading_rule_passes_compute() -> None:
     """The rules whose scripts load a model give them ``compute`` (a new one must join the tests above)."""
-    loaders = {"generate", "reflections_internal", "capability", "sft", "dcr_contrastive", "toy_teacher"}
+    loaders = {"generate", "reflections_internal", "capability", "sft", "dcr_contrastive", "toy_teacher", "intervention"}
     for path in (REPO / "scripts").glob("*.py"):
         text = path.read_text()
         uses = any(k in text for k in ("load_model", "train_sft", "train_dcr", "run_capability", "internal_reflections",

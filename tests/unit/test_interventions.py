@@ -18,12 +18,22 @@ from overrefusal.interventions.activations import (
     instruction_suffix,
     last_logits,
 )
-from overrefusal.interventions.scans import ScansConfig, ScansSteering, ScansVectors, default_steer_layers, fit_scans
-from overrefusal.interventions.surgical import SelectionError, SurgicalConfig, fit_surgical
+from overrefusal.interventions.scans import (
+    ScansConfig,
+    ScansSteering,
+    ScansVectors,
+    default_steer_layers,
+    fit_scans,
+)
+from overrefusal.interventions.surgical import (
+    SelectionError,
+    SurgicalConfig,
+    fit_surgical,
+)
 from overrefusal.tracking import refusal_logodds
 from tests.support.tiny_models import save_tiny_checkpoint
 
-WORDS = "how do i kill a python process what is the capital of france here is how to do it first open".split()
+WORDS = ["how", "do", "i", "kill", "a", "python", "process", "what", "is", "the", "capital", "of", "france", "here", "is", "how", "to", "do", "it", "first", "open"]
 
 
 def _prompts(n: int, seed: int) -> list[str]:
@@ -55,7 +65,7 @@ def _small_surgical(**kw) -> SurgicalConfig:
 def test_instruction_suffix_is_the_template_tail(tiny: tuple) -> None:
     _, tok = tiny
     suffix = tok.decode(instruction_suffix(tok, "chat"))
-    assert suffix.endswith("assistant\n") or suffix.endswith("assistant<|end_header_id|>\n\n")
+    assert suffix.endswith(("assistant\n", "assistant<|end_header_id|>\n\n"))
     assert "alpha" not in suffix and "beta" not in suffix
 
 
@@ -89,7 +99,7 @@ def test_hooks_are_removed_after_use(tiny: tuple, tmp_path: Path) -> None:
     model, tok = tiny
     seqs = encode_all(tok, POOLS["harmful"][:6], "chat", 64)
     before = last_logits(model, seqs, pad_id=0, batch_size=6)
-    tensors, report = fit_surgical(model, tok, POOLS, _refusal_ids(tok), _small_surgical(), template="chat")
+    tensors, _report = fit_surgical(model, tok, POOLS, _refusal_ids(tok), _small_surgical(), template="chat")
     interventions.save(tmp_path / "s.safetensors", "surgical", tensors, {"ablation_coeff": 1.0})
     with interventions.attached(model, tmp_path / "s.safetensors"):
         during = last_logits(model, seqs, pad_id=0, batch_size=6)
@@ -106,12 +116,12 @@ def test_hooks_are_removed_after_use(tiny: tuple, tmp_path: Path) -> None:
 
 def test_orthogonalised_vector_is_orthogonal_to_the_refusal_vector(tiny: tuple) -> None:
     model, tok = tiny
-    tensors, report = fit_surgical(model, tok, POOLS, _refusal_ids(tok), _small_surgical(), template="chat")
+    tensors, _report = fit_surgical(model, tok, POOLS, _refusal_ids(tok), _small_surgical(), template="chat")
     d, h = tensors["direction"].double(), tensors["harm_direction"].double()
     assert abs(float(d.norm()) - 1) < 1e-6 and abs(float(d @ h)) < 1e-6
     # lambda 0 keeps the harmful component: the same selection is then not orthogonal
     cfg0 = _small_surgical(ortho_lambda=0.0, prune_layer_fraction=0.0)
-    t0, r0 = fit_surgical(model, tok, POOLS, _refusal_ids(tok), cfg0, template="chat")
+    t0, _r0 = fit_surgical(model, tok, POOLS, _refusal_ids(tok), cfg0, template="chat")
     assert abs(float(t0["direction"].double() @ t0["harm_direction"].double())) > 1e-3
 
 
@@ -256,3 +266,16 @@ def test_intervention_table_reads_both_kinds_and_refuses_others(tmp_path: Path) 
     write_json(root / "x/seed0/intervention/report.json", {"kind": "rome"})
     with pytest.raises(DataError, match="field 'kind': unknown intervention 'rome'"):
         intervention_table([root / "x/seed0/intervention/report.json"])
+
+
+def test_saved_intervention_bytes_are_the_same_every_time(tmp_path: Path) -> None:
+    """Generation's resume fingerprint hashes the file: identical inputs must give identical bytes."""
+    from overrefusal.io import sha256_file
+
+    t = {"steer": torch.ones(2, 3), "transition": torch.zeros(2, 3)}
+    settings = {"alpha": 3.5, "threshold": 0.9, "steer_layers": [0, 1], "suffix_ids": [1, 2], "depth": 2}
+    hashes = set()
+    for i in range(6):
+        interventions.save(tmp_path / f"{i}.safetensors", "scans", t, settings)
+        hashes.add(sha256_file(tmp_path / f"{i}.safetensors"))
+    assert len(hashes) == 1

@@ -21,6 +21,7 @@ from .surgical import SelectionError, SurgicalConfig, fit_surgical
 
 __all__ = ["INTERVENTIONS", "SelectionError", "attached", "fingerprint", "fit", "load", "pools_from_files", "save"]
 INTERVENTIONS: tuple[str, ...] = ("scans", "surgical")
+META_KEY = "overrefusal_intervention"
 
 
 def pools_from_files(contrastive: str, general: str) -> dict[str, list[str]]:
@@ -50,14 +51,15 @@ def fit(kind: str, model: Any, tokenizer: Any, pools: dict[str, Sequence[str]], 
 
 
 def save(path: str | Path, kind: str, tensors: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Tensors plus ``{kind, settings}`` metadata, written atomically."""
+    """Tensors plus ``{kind, settings}`` metadata, written atomically. The metadata is one key: safetensors
+    writes several keys in a random order, and the file's hash is what generation's resume checks."""
     from safetensors.torch import save_file
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={"kind": kind, "settings": json.dumps(settings, sort_keys=True)})
+              metadata={META_KEY: json.dumps({"kind": kind, "settings": settings}, sort_keys=True)})
     tmp.replace(out)
 
 
@@ -66,11 +68,12 @@ def load(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
+        raw = (fh.metadata() or {}).get(META_KEY)
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    meta = json.loads(raw) if raw else {}
     if meta.get("kind") not in INTERVENTIONS:
         raise ValueError(f"{path}: not an intervention file (metadata kind {meta.get('kind')!r})")
-    return meta["kind"], tensors, json.loads(meta["settings"])
+    return meta["kind"], tensors, meta["settings"]
 
 
 def fingerprint(path: str | Path) -> dict[str, str]:

@@ -99,7 +99,7 @@ def last_position_activations(model: Any, seqs: Sequence[Sequence[int]], *, site
     for sl in _batches(len(seqs), batch_size):
         caught: dict[int, Tensor] = {}
 
-        def catch(i: int) -> Any:
+        def catch(i: int, caught: dict[int, Tensor] = caught) -> Any:
             if site == "input":
                 return lambda m, args, kwargs: caught.__setitem__(
                     i, (args[0] if args else kwargs["hidden_states"])[:, -k:, :].float())
