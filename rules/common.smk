@@ -98,7 +98,7 @@ def get_sft_params(wildcards):
     DCR section: a DCR change reaches SFT through its input checkpoint, and only there."""
     p = method_params(config, wildcards.trained)
     p.pop("dcr", None)
-    if "tbr" in p:  # the reflections reach SFT as an input file; of the section it reads gamma alone
+    if KINDS[p["kind"]].reflections:  # reflections reach SFT as an input file; of TBR's section it reads gamma
         p["tbr"] = {"gamma": p["tbr"]["gamma"]}
     p["sft"]["seed"] = int(wildcards.seed)
     return p
