@@ -26,7 +26,7 @@ CONFIG = {
                       "template": "chat"},
     },
     "methods": {m: {"enabled": False} for m in ("no_safety", "stl", "stl_aug", "tbr_internal", "tbr_external",
-                                                "dcr_stl")},
+                                                "dcr_stl", "scans", "surgical")},
     "dcr": {"layer": 1},
     "winrate": {"enabled": False},
     "capability": {"tasks": {"arc_easy": {"kind": "lm_eval", "num_fewshot": 0, "metric": "acc"}}},

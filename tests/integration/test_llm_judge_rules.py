@@ -151,7 +151,7 @@ def test_winrate_against_the_reference_with_the_local_oracle(work: Path) -> None
 
 def test_winrate_is_in_all_only_when_enabled(work: Path) -> None:
     jobs = jobs_in_dry_run(snakemake(work, "-n", "--configfile", TINY).stdout)
-    assert jobs["winrate"] == 5 and jobs["winrate_table"] == 1  # every method but the reference (base: done)
+    assert jobs["winrate"] == 7 and jobs["winrate_table"] == 1  # every method but the reference (base: done)
     off = _write(work, "off.yaml", {"winrate": {"enabled": False}})
     jobs = jobs_in_dry_run(snakemake(work, "-n", "--configfile", TINY, off).stdout)
     assert "winrate" not in jobs and "winrate_table" not in jobs
