@@ -122,7 +122,7 @@ def gpu_rules(jobs: list[dict[str, Any]]) -> set[str]:
 def test_gpu_rules_are_the_training_and_generation_rules(dry_runs: dict) -> None:
     gpu = gpu_rules(dry_runs["slurm"])
     assert {"pretrain_base", "toy_teacher", "reflections_internal", "dcr_contrastive", "sft", "generate",
-            "capability"} <= gpu
+            "capability", "intervention"} <= gpu
     assert not gpu & {"toy_world", "train_tokenizer", "judge", "reflections_external"}
     assert gpu_rules(dry_runs["slurm-gres"]) == gpu
 
@@ -161,6 +161,7 @@ def test_paper_preset_dry_run_lists_the_full_dag_with_gpu_resources(preset: str,
     generation and capability on GPUs, for the preset's hub model, down to the tables."""
     from overrefusal.config import enabled_methods
     from overrefusal.judge_validation import default_data_dir
+    from overrefusal.methods import KINDS
 
     work = copy_workflow(tmp_path / "wf")
     raw = default_data_dir()  # the mirror when there is one; else every source is named as missing
@@ -175,7 +176,7 @@ def test_paper_preset_dry_run_lists_the_full_dag_with_gpu_resources(preset: str,
         by_rule.setdefault(job["rule"], []).append(job)
     cfg = preset_config(*[Path(f).stem for f in preset_files(preset)])
     methods = enabled_methods(cfg)
-    trained = [m for m in methods if cfg["methods"][m]["kind"] != "base"]
+    trained = [m for m in methods if KINDS[cfg["methods"][m]["kind"]].trains]
     assert len(by_rule["fetch_model"]) == 1 and "pretrain_base" not in by_rule and "toy_world" not in by_rule
     assert len(by_rule["sft"]) == len(trained) and len(by_rule["generate"]) == len(methods)
     assert len(by_rule.get("dcr_contrastive", [])) == sum(cfg["methods"][m]["kind"] == "dcr" for m in methods)
