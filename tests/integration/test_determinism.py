@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.shared_run import R, SECRET_ENV, TINY, TinyRun, eval_jsons
+from tests.integration.shared_run import SECRET_ENV, TINY, R, TinyRun, eval_jsons
 from tests.pipeline import copy_workflow, snakemake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.integration.shared_run import R, TINY, TinyRun
+from tests.integration.shared_run import TINY, R, TinyRun
 from tests.pipeline import REPO, copy_workflow, jobs_in_dry_run, snakemake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
