@@ -79,7 +79,7 @@ def test_slurm_profile_dry_run_lists_jobs_with_gpu_resources(tmp_path: Path) -> 
     proc = snakemake(work, "--profile", "slurm", "-n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = jobs_in_dry_run(proc.stdout)
-    assert jobs["sft"] == 6 * 3 and jobs["generate"] == 1 + 6 * 3  # three training seeds; base runs once
+    assert jobs["sft"] == 6 * 3 and jobs["generate"] == 1 + 8 * 3  # three training seeds; base runs once
     sft_blocks = [b for b in proc.stdout.split("\n\n") if "rule sft:" in b]
     assert sft_blocks and all("gpu=1" in b for b in sft_blocks)
     assert all("slurm_partition=gpu" in b for b in sft_blocks)
