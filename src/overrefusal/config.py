@@ -7,6 +7,7 @@ kinds' own options, the external endpoint's API key).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
 
+@functools.cache
 def load_schema() -> dict[str, Any]:
+    """The config schema, read once (treat as read-only)."""
     with SCHEMA.open() as fh:
         return yaml.safe_load(fh)
 

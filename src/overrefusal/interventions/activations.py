@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..dcr import position_ids_from_mask
 from ..prompting import Template, encode_prompt
 
 SITES: tuple[str, ...] = ("input", "output")  # a block's residual-stream input, or its output
@@ -66,8 +67,7 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[T
     for i, s in enumerate(seqs):
         ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
         mask[i, width - len(s):] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), pos.to(device)
+    return ids.to(device), mask.to(device), position_ids_from_mask(mask).to(device)
 
 
 def pad_id_of(tokenizer: Any) -> int:

@@ -29,7 +29,6 @@ a forward hook, so the last block's output is the residual stream before the fin
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -125,9 +124,6 @@ class ScansVectors:
 
     def tensors(self) -> dict[str, Tensor]:
         return {"steer": self.steer.contiguous(), "transition": self.transition.contiguous()}
-
-    def metadata(self) -> dict[str, str]:
-        return {"kind": "scans", "settings": json.dumps(self.settings, sort_keys=True)}
 
 
 def _transitions(model: Any, seqs: Sequence[Sequence[int]], aff: int, layers: Sequence[int], pad_id: int,
