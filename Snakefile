@@ -19,6 +19,7 @@ include: "rules/intervention.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/tracking.smk"
+include: "rules/analysis.smk"
 
 
 rule all:

@@ -259,6 +259,8 @@ def get_final_outputs(wildcards=None):
         *([f"{RESULTS}/figures/refusal_dynamics.png"] if config["tracking"]["enabled"] and TRAINED_METHODS else []),
         *get_judge_and_winrate_outputs(),
         *([f"{RESULTS}/tables/interventions.csv", f"{RESULTS}/tables/interventions.md"] if INTERVENTION_METHODS else []),
+        *get_analysis_outputs(),
+        *get_paper_table_outputs(),
     ]
 
 
@@ -341,8 +343,12 @@ TRACKING = config["tracking"]
 
 def get_tracking_inputs(wildcards):
     """Probe-set files and the safety refusals the refusal tokens come from (none when tracking is off)."""
-    if not TRACKING["enabled"]:
-        return {}
+    return get_probe_inputs(wildcards) if TRACKING["enabled"] else {}
+
+
+def get_probe_inputs(wildcards=None):
+    """The three probe sets (seemingly toxic, toxic, general) and the safety refusals the refusal tokens come
+    from: read by tracking and by the analyses."""
     probes = TRACKING["probes"]
     return {
         "probe_seemingly_toxic": f"{RESULTS}/data/eval/{probes['seemingly_toxic']}.jsonl",
@@ -360,6 +366,79 @@ def get_tracking_jsons(wildcards=None):
     dcr = [f"{run_dir(model, method, seed)}/dcr/tracking.json"
            for model in MODELS for method in DCR_METHODS for seed in SEEDS]
     return sft + dcr
+
+
+# ---- Analyses (rules/analysis.smk) and tables in the papers' layouts (rules/report.smk) ----
+ANALYSIS = config["analysis"]
+ANALYSIS_SEEDS = SEEDS if ANALYSIS["seeds"] is None else [int(x) for x in ANALYSIS["seeds"]]
+ANALYSIS_TRAINED = [m for m in TRAINED_METHODS if not KINDS[config["methods"][m]["kind"]].intervention]
+# Which checkpoints each analysis compares: eNTK the paper's four (base, DCR stage, STL, DCR + STL),
+# separability every trained one and the DCR stage, attribution every trained one.
+ENTK_KINDS = ("stl", "dcr")
+
+
+def analysis_labels(analysis):
+    """The checkpoints one analysis compares, by label, in table order."""
+    out = [] if analysis == "attribution" else ["base"]
+    for m in ANALYSIS_TRAINED:
+        kind = config["methods"][m]["kind"]
+        if KINDS[kind].dcr and analysis != "attribution":
+            out.append(f"{m}/dcr_stage")
+        if analysis != "entk" or kind in ENTK_KINDS:
+            out.append(m)
+    return out
+
+
+def analysis_checkpoint(model, label, seed):
+    """A label's checkpoint directory on one training seed (the base model has one for all seeds)."""
+    if label == "base":
+        return base_model_path(model)
+    method, _, stage = label.partition("/")
+    return f"{run_dir(model, method, seed)}/{'dcr/' if stage else ''}model"
+
+
+def analysis_runs(analysis):
+    """(label, seed) pairs, seed-major: the base model is the same for every seed and runs once."""
+    return [(label, seed) for seed in ANALYSIS_SEEDS for label in analysis_labels(analysis)
+            if label != "base" or seed == ANALYSIS_SEEDS[0]]
+
+
+def get_analysis_checkpoints(wildcards):
+    """The checkpoint of each of analysis_runs, in that order (the script zips the two)."""
+    return [analysis_checkpoint(wildcards.model, label, seed) for label, seed in analysis_runs(wildcards.analysis)]
+
+
+# An analysis runs when enabled and it has a trained checkpoint to compare with the base model.
+ANALYSES = [a for a in ("entk", "separability", "attribution")
+            if ANALYSIS[a]["enabled"] and any(k != "base" for k in analysis_labels(a))]
+
+
+def get_analysis_params(wildcards):
+    """What an analysis job reads: the shared prompt settings and its own section."""
+    own = {k: v for k, v in ANALYSIS[wildcards.analysis].items() if k != "enabled"}
+    if wildcards.analysis == "separability":  # the PCA plots: the layer DCR refines (block l's output), the last
+        own["pca_layers"] = [config["dcr"]["layer"] + 1, -1]
+    if own.get("triggers") == "auto":  # the toy world knows its trigger verbs; real data derives them
+        own["triggers"] = "toy_lexicon" if config["data"]["source"] == "toy" else "derived"
+    return {"kind": wildcards.analysis, "seeds": ANALYSIS_SEEDS, "labels": analysis_labels(wildcards.analysis),
+            "runs": [list(r) for r in analysis_runs(wildcards.analysis)],
+            **{k: ANALYSIS[k] for k in ("n_per_class", "max_length", "batch_size")}, **own}
+
+
+def get_analysis_outputs(wildcards=None):
+    return [f"{RESULTS}/{kind}/{a}.{ext}" for a in ANALYSES
+            for kind, ext in (("tables", "csv"), ("tables", "md"), ("figures", "png"), ("figures", "pdf"))]
+
+
+from overrefusal.report.paper_tables import load_paper_values
+
+PAPER_VALUES_FILE = str(Path(workflow.basedir, config["paper_tables"]["values"]))
+PAPER_TABLES = {tid: t for tid, t in load_paper_values(PAPER_VALUES_FILE).items()
+                if t.source != "winrate" or WINRATE_ON}
+
+
+def get_paper_table_outputs(wildcards=None):
+    return [f"{RESULTS}/tables/paper/{tid}.{ext}" for tid in PAPER_TABLES for ext in ("csv", "md", "tex")]
 
 
 # ---- Real data (data.source: real; rules in rules/real_data.smk) ----

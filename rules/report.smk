@@ -60,7 +60,8 @@ rule figure_compliance:
     input:
         evals=get_eval_jsons(),
     output:
-        report(f"{RESULTS}/figures/compliance_by_method.png", caption="../report/compliance_by_method.rst", category="Figures"),
+        png=report(f"{RESULTS}/figures/compliance_by_method.png", caption="../report/compliance_by_method.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/compliance_by_method.pdf",
     log:
         f"{LOGS}/report/figure_compliance.log",
     conda:
@@ -76,7 +77,8 @@ rule figure_safety_tradeoff:
     input:
         evals=get_eval_jsons(),
     output:
-        report(f"{RESULTS}/figures/safety_vs_overrefusal.png", caption="../report/safety_vs_overrefusal.rst", category="Figures"),
+        png=report(f"{RESULTS}/figures/safety_vs_overrefusal.png", caption="../report/safety_vs_overrefusal.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/safety_vs_overrefusal.pdf",
     log:
         f"{LOGS}/report/figure_safety_tradeoff.log",
     conda:
@@ -105,6 +107,37 @@ rule winrate_table:
         runtime=10,
     script:
         "../scripts/winrate_table.py"
+
+
+# Each paper table of config/paper_values.yaml (paper_tables.values) in its paper's layout: this run's cells
+# (mean over seeds with interval) beside the paper's values and the delta, as CSV, Markdown and LaTeX.
+rule paper_tables:
+    input:
+        main=f"{RESULTS}/tables/main.csv",
+        capability=f"{RESULTS}/tables/capability.csv",
+        winrate=[f"{RESULTS}/tables/winrate.csv"] if WINRATE_ON else [],
+        values=PAPER_VALUES_FILE,
+    output:
+        [report(f"{RESULTS}/tables/paper/{tid}.md", caption="../report/paper_table.rst", category="Paper tables")
+         if ext == "md" else f"{RESULTS}/tables/paper/{tid}.{ext}"
+         for tid in PAPER_TABLES for ext in ("csv", "md", "tex")],
+    params:
+        tables=list(PAPER_TABLES),
+        method_kinds={m: config["methods"][m]["kind"] for m in METHODS},
+        partial=config["paper_tables"]["partial"],
+    log:
+        f"{LOGS}/report/paper_tables.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/paper_tables.py"
+
+
+localrules:
+    paper_tables,
 
 
 # DCR's hyperparameter sweep (`snakemake --cores all dcr_sweep`): every dcr_sweep.settings entry as a

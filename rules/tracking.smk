@@ -1,4 +1,4 @@
-# Refusal-probability curves: the refusal log-odds at the last prompt position on three probe sets
+# Refusal-probability curves: the refusal probability (or log-odds) at the last prompt position on three probe sets
 # (seemingly toxic, toxic, general), logged during DCR's contrastive stage and safety SFT by rules
 # dcr_contrastive and sft (tracking.json next to their models; inputs from get_tracking_inputs in
 # rules/common.smk), drawn one panel per method.
@@ -8,7 +8,10 @@ rule figure_refusal_dynamics:
     input:
         tracking=get_tracking_jsons(),
     output:
-        report(f"{RESULTS}/figures/refusal_dynamics.png", caption="../report/refusal_dynamics.rst", category="Figures"),
+        png=report(f"{RESULTS}/figures/refusal_dynamics.png", caption="../report/refusal_dynamics.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/refusal_dynamics.pdf",
+    params:
+        scale=TRACKING.get("plot_scale", "probability"),
     log:
         f"{LOGS}/report/figure_refusal_dynamics.log",
     conda:

@@ -4,4 +4,4 @@ from overrefusal.report.tables import collect
 from overrefusal.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
-    safety_vs_overrefusal(collect(snakemake.input.evals), snakemake.output[0])  # noqa: F821
+    safety_vs_overrefusal(collect(snakemake.input.evals), [snakemake.output.png, snakemake.output.pdf])  # noqa: F821

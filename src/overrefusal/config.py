@@ -175,6 +175,9 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
                 if depth is not None and not 0 <= layer < depth:
                     errs.append(f"{source}: {key}: {layer} is outside the depth of model '{model}', which has "
                                 f"{depth} decoder layers (allowed 0..{depth - 1})")
+    unknown = [s for s in config["analysis"]["seeds"] or [] if s not in config["seeds"]]
+    if unknown:
+        errs.append(f"{source}: analysis.seeds: {unknown} not among seeds {config['seeds']}")
     if not enabled_models(config):
         errs.append(f"{source}: models: every model has enabled: false; enable at least one (config/presets/dcr.yaml "
                     "names none: put a model overlay after it, e.g. config/presets/dcr_qwen2.5-7b.yaml)")

@@ -19,6 +19,13 @@ from tests.pipeline import REPO, copy_workflow, snakemake
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 METHODS = {"base", "no_safety", "stl", "stl_aug", "tbr_internal", "tbr_external", "dcr_stl", "scans", "surgical"}
 SEEDS = [0, 1, 2]
+ANALYSES = ("entk", "separability", "attribution")
+FIGURES = [f"figures/{f}.{ext}" for f in ("compliance_by_method", "safety_vs_overrefusal", "refusal_dynamics")
+           for ext in ("png", "pdf")]
+ANALYSIS_FILES = [f"{d}/{a}.{ext}" for a in ANALYSES for d, ext in
+                  (("tables", "csv"), ("tables", "md"), ("figures", "png"), ("figures", "pdf"))]
+PAPER_TABLES = [f"tables/paper/{t}.{ext}" for t in ("dcr_main", "dcr_winrate", "dcr_capability", "tbr_main",
+                                                    "tbr_capability") for ext in ("csv", "md", "tex")]
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +69,11 @@ def test_every_method_seed_and_benchmark_has_schema_valid_json(toy_run: Path) ->
 def test_tables_and_figures_written(toy_run: Path) -> None:
     for rel in ["tables/main.csv", "tables/main.md", "tables/main_per_seed.csv", "tables/outcomes.md",
                 "tables/summary.md", "tables/summary_per_seed.csv", "tables/capability.md",
-                "tables/winrate.md", "tables/interventions.md", "figures/compliance_by_method.png", "figures/safety_vs_overrefusal.png",
-                "figures/refusal_dynamics.png"]:
+                "tables/winrate.md", "tables/interventions.md", *FIGURES, *ANALYSIS_FILES, *PAPER_TABLES]:
         assert (toy_run / "results/toy" / rel).stat().st_size > 100, rel
+    for rel in FIGURES + ANALYSIS_FILES:
+        if rel.endswith(".pdf"):
+            assert (toy_run / "results/toy" / rel).read_bytes()[:5] == b"%PDF-", rel
     per_seed = _rows(toy_run, "main_per_seed.csv")
     assert {(r["method"], int(r["seed"])) for r in per_seed} == {("base", 0)} | {
         (m, s) for m in METHODS - {"base"} for s in SEEDS}
@@ -143,3 +152,79 @@ def test_refusal_curves_rise_under_stl_on_seemingly_toxic_prompts_too(toy_run: P
         assert end["general"] < -5, (s, end)
         start, end = curve("no_safety", s)
         assert end["seemingly_toxic"] - start["seemingly_toxic"] < 2, (s, start, end)
+
+
+def test_paper_tables_set_the_papers_rows_beside_ours(toy_run: Path) -> None:
+    """DCR's Table 1 in its layout: the paper's rows read "not run" here (no toy model in the paper), ours
+    "not in paper"; the capability tables lack the paper's tasks and say so."""
+    md = (toy_run / "results/toy/tables/paper/dcr_main.md").read_text()
+    assert "| Qwen2.5-1.5B | STL | not run / 0.73 |" in md
+    assert "| toy-llama | DCR (dcr_stl) |" in md and "run, not in paper" in md and "PARTIAL" not in md
+    assert (toy_run / "results/toy/tables/paper/dcr_capability.md").read_text().startswith("> PARTIAL TABLE")
+    rows = _rows(toy_run, "paper/dcr_main.csv")
+    ours = {r["our_method"]: r for r in rows if r["our_method"]}
+    main = {r["method"]: r for r in _rows(toy_run, "main.csv")}
+    assert float(ours["stl"]["XS"]) == pytest.approx(float(main["stl"]["XS"]))
+
+
+def test_analyses_cover_every_checkpoint_they_compare(toy_run: Path) -> None:
+    base = toy_run / "results/toy/toy-llama/analysis"
+    trained = METHODS - {"base", "scans", "surgical"}
+    entk = json.loads((base / "entk.json").read_text())
+    assert entk["labels"] == ["base", "stl", "dcr_stl/dcr_stage", "dcr_stl"] and entk["seeds"] == SEEDS
+    assert all(set(runs) == {str(s) for s in SEEDS} for runs in entk["checkpoints"].values())
+    assert entk["provenance"]["checkpoints"]["stl@seed1"]["weights_sha256"]
+    sep = json.loads((base / "separability.json").read_text())
+    assert set(sep["labels"]) == {"base", "dcr_stl/dcr_stage"} | trained
+    attr = json.loads((base / "attribution.json").read_text())
+    assert set(attr["labels"]) == trained and attr["triggers"]
+
+
+def test_report_html_holds_every_table_and_figure(toy_run: Path) -> None:
+    """`snakemake --report` writes one self-contained HTML file with every artifact marked for it."""
+    proc = snakemake(toy_run, "--report", "report.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (toy_run / "report.html").read_text()
+    for name in ["main.csv", "summary.csv", "capability.csv", "winrate.csv", "interventions.csv",
+                 "compliance_by_method.png", "safety_vs_overrefusal.png", "refusal_dynamics.png",
+                 *(f"{a}.{ext}" for a in ANALYSES for ext in ("csv", "png")),
+                 *(f"{t}.md" for t in ("dcr_main", "dcr_winrate", "dcr_capability", "tbr_main", "tbr_capability"))]:
+        assert name in html, name
+
+
+def _per_seed(toy_run: Path, analysis: str, label: str, value) -> dict[int, float]:
+    doc = json.loads((toy_run / f"results/toy/toy-llama/analysis/{analysis}.json").read_text())
+    return {int(s): value(r) for s, r in doc["checkpoints"][label].items()}
+
+
+def test_dcr_stage_lowers_the_kernel_between_seemingly_toxic_and_toxic_prompts(toy_run: Path) -> None:
+    """DCR's diagnosis, on every seed: after its contrastive stage the normalised eNTK between seemingly toxic
+    and toxic prompts is lower than the base model's and than after STL, which leaves it high."""
+    st_t = lambda r: r["block_means"]["seemingly_toxic"]["toxic"]  # noqa: E731
+    base = _per_seed(toy_run, "entk", "base", st_t)[SEEDS[0]]
+    stl = _per_seed(toy_run, "entk", "stl", st_t)
+    dcr = _per_seed(toy_run, "entk", "dcr_stl/dcr_stage", st_t)
+    for s in SEEDS:
+        assert dcr[s] <= min(base, stl[s]) - 0.05, (s, base, stl[s], dcr[s])
+
+
+def test_dcr_stage_separates_the_classes_at_its_layer(toy_run: Path) -> None:
+    """At the output of block l (dcr.layer), the cosine silhouette between seemingly toxic and toxic prompts
+    rises after DCR's stage, on every seed (probe accuracy is already high before: README)."""
+    layer = 1  # hidden-state index of block 0's output: the default dcr.layer
+    sil = lambda r: r["layers"][layer]["silhouette_cosine"]  # noqa: E731
+    base = _per_seed(toy_run, "separability", "base", sil)[SEEDS[0]]
+    for s, v in _per_seed(toy_run, "separability", "dcr_stl/dcr_stage", sil).items():
+        assert v >= base + 0.05, (s, base, v)
+
+
+def test_trigger_words_push_towards_refusal_after_stl_and_not_after_tbr(toy_run: Path) -> None:
+    """TBR's attribution claim in the form that holds here, on every seed: the trigger verbs raise STL's
+    first-token refusal log-odds more than the prompt's other words do, and TBR's less than STL's."""
+    diff = lambda r: r["summary"]["mean_paired_diff"]  # noqa: E731
+    stl = _per_seed(toy_run, "attribution", "stl", diff)
+    for s in SEEDS:
+        assert stl[s] > 0, (s, stl[s])
+    for m in ("tbr_internal", "tbr_external"):
+        for s, v in _per_seed(toy_run, "attribution", m, diff).items():
+            assert v < stl[s], (m, s, v, stl[s])

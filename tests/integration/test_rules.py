@@ -120,19 +120,26 @@ def test_nothing_to_do_after_a_finished_run(tiny: Path) -> None:
     assert proc.returncode == 0 and jobs_in_dry_run(proc.stdout) == {}, proc.stdout[-2000:]
 
 
-REPORT = {"tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "samples": 1, "all": 1}
+REPORT = {"tables": 1, "paper_tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "samples": 1, "all": 1}
 TRACKING_FIG = {"figure_refusal_dynamics": 1}  # a retrained method has a new refusal curve
-WINRATE = {"winrate": 1, "winrate_table": 1}  # per retrained method (table: once)
+WINRATE = {"winrate": 1, "winrate_table": 1, "paper_tables": 1}  # per retrained method (tables: once)
 INTERVENTION = {"intervention": 1, "intervention_table": 1}  # per refitted intervention (table: once)
 COMPARED = EVALUATED - 1  # win rates: every method but the reference (stl)
+# The analyses that read a retrained checkpoint (rule analysis per model and analysis, and its table): a TBR
+# checkpoint is in separability and attribution, a DCR one (its stage too) also in the eNTK; every SFT run: all 3.
+def analyses(n: int) -> dict[str, int]:
+    return {"analysis": n, "analysis_report": n}
+
+
 # One retrained method (TBR with either reflection source, DCR): its SFT, evaluation and win rate.
 ONE_METHOD = {"sft": 1, "generate": 1, "judge": 1, "capability": 1, **REPORT, **WINRATE, **TRACKING_FIG}
+ONE_TBR, ONE_DCR = {**ONE_METHOD, **analyses(2)}, {**ONE_METHOD, **analyses(3)}
 # One refitted intervention: its evaluation and win rate, no training.
 ONE_INTERVENTION = {**INTERVENTION, "generate": 1, "judge": 1, "capability": 1, **REPORT, **WINRATE}
 # Every SFT run (6 methods), so the 2 interventions on stl's new checkpoint too: everything evaluated but base,
 # and every win rate, base's included, as the reference (stl) is retrained.
 EVERY_SFT = {"sft": 6, **INTERVENTION, "intervention": 2, "generate": EVALUATED - 1, "judge": EVALUATED - 1,
-             "capability": EVALUATED - 1, **REPORT, **WINRATE, "winrate": COMPARED, **TRACKING_FIG}
+             "capability": EVALUATED - 1, **REPORT, **WINRATE, "winrate": COMPARED, **TRACKING_FIG, **analyses(3)}
 # A new base model: every stage after it, the base method's own evaluation and both reflection sources.
 FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "reflections_external": 1,
              "dcr_contrastive": 1, **EVERY_SFT, "generate": EVALUATED, "judge": EVALUATED, "capability": EVALUATED}
@@ -140,13 +147,13 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        pytest.param({"dcr": {"layer": 1}}, {"dcr_contrastive": 1, **ONE_METHOD}, id="dcr-layer"),
+        pytest.param({"dcr": {"layer": 1}}, {"dcr_contrastive": 1, **ONE_DCR}, id="dcr-layer"),
         pytest.param({"eval": {"judges": {"harmful": "xstest_strmatch_v1"}}}, {"judge": EVALUATED, **REPORT},
                      id="judge"),
         # SFT's learning rate: every SFT run and what follows it, but neither DCR's stage nor the teacher
         pytest.param({"sft": {"lr": 5.0e-4}}, EVERY_SFT, id="sft-lr"),
         pytest.param({"tbr": {"gamma": 0.5}}, {"sft": 2, "generate": 2, "judge": 2, "capability": 2, **REPORT,
-                                               **WINRATE, "winrate": 2, **TRACKING_FIG}, id="gamma"),
+                                               **WINRATE, "winrate": 2, **TRACKING_FIG, **analyses(2)}, id="gamma"),
         # threads are not a param: no output depends on them
         pytest.param({"compute": {"threads": 2}}, {}, id="threads"),
         # the sample of responses is read by the samples rule alone
@@ -158,7 +165,7 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
         # pretraining: everything after the base model, not the data or the tokenizer
         pytest.param({"models": {"toy-llama": {"pretrain": {"steps": 10}}}}, FROM_BASE, id="pretrain-steps"),
         # the teacher: external reflections and the external-TBR method, not internal reflections
-        pytest.param({"teacher": {"lr": 1.0e-3}}, {"toy_teacher": 1, "reflections_external": 1, **ONE_METHOD},
+        pytest.param({"teacher": {"lr": 1.0e-3}}, {"toy_teacher": 1, "reflections_external": 1, **ONE_TBR},
                      id="teacher-lr"),
         # SFT settings the teacher trains with too (all but lr and epochs): it and external reflections rerun
         # with every SFT run, but not DCR's stage or internal reflections
@@ -166,14 +173,14 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
                      id="sft-max-length"),
         # the quality filter of both reflection sources: both TBR methods, not the teacher
         pytest.param({"tbr": {"min_kept": 0.1}},
-                     {"reflections_internal": 1, "reflections_external": 1, **ONE_METHOD, "sft": 2, "generate": 2,
+                     {"reflections_internal": 1, "reflections_external": 1, **ONE_TBR, "sft": 2, "generate": 2,
                       "judge": 2, "capability": 2, "winrate": 2}, id="tbr-min-kept"),
-        pytest.param({"tbr": {"internal": {"max_new_tokens": 10}}}, {"reflections_internal": 1, **ONE_METHOD},
+        pytest.param({"tbr": {"internal": {"max_new_tokens": 10}}}, {"reflections_internal": 1, **ONE_TBR},
                      id="tbr-internal-tokens"),
-        pytest.param({"tbr": {"external": {"max_tokens": 10}}}, {"reflections_external": 1, **ONE_METHOD},
+        pytest.param({"tbr": {"external": {"max_tokens": 10}}}, {"reflections_external": 1, **ONE_TBR},
                      id="tbr-external-tokens"),
         # DCR's own settings: its stage and its SFT run only (other methods' SFT does not read the dcr section)
-        pytest.param({"dcr": {"lr": 3.0e-4}}, {"dcr_contrastive": 1, **ONE_METHOD}, id="dcr-lr"),
+        pytest.param({"dcr": {"lr": 3.0e-4}}, {"dcr_contrastive": 1, **ONE_DCR}, id="dcr-lr"),
         # an intervention's own section: that intervention alone, not the other one or stl's checkpoint
         pytest.param({"scans": {"alpha": 2.0}}, ONE_INTERVENTION, id="scans-alpha"),
         pytest.param({"surgical": {"ablation_coeff": 0.5}}, ONE_INTERVENTION, id="surgical-ablation-coeff"),
@@ -190,10 +197,15 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
         # the LLM-judge endpoint is not a param while every judge is a string matcher
         pytest.param({"eval": {"llm_judge": {"model": "gpt-4"}}}, {}, id="llm-judge-unused"),
         # capability settings: the capability jobs and the tables, no generation or judging
-        pytest.param({"capability": {"batch_size": 4}}, {"capability": EVALUATED, "tables": 1, "all": 1},
-                     id="capability-batch-size"),
+        pytest.param({"capability": {"batch_size": 4}},
+                     {"capability": EVALUATED, "tables": 1, "paper_tables": 1, "all": 1}, id="capability-batch-size"),
         pytest.param({"capability": {"tasks": {"toy_arith": {"num_fewshot": 1}}}},
-                     {"capability": EVALUATED, "tables": 1, "all": 1}, id="capability-fewshot"),
+                     {"capability": EVALUATED, "tables": 1, "paper_tables": 1, "all": 1}, id="capability-fewshot"),
+        # an analysis's own settings: that analysis alone; the papers' values and the curves' scale: one table/figure
+        pytest.param({"analysis": {"entk": {"top_k": 4}}}, {**analyses(1), "all": 1}, id="analysis-entk-top-k"),
+        pytest.param({"analysis": {"n_per_class": 3}}, {**analyses(3), "all": 1}, id="analysis-n-per-class"),
+        pytest.param({"paper_tables": {"partial": False}}, {"paper_tables": 1, "all": 1}, id="paper-tables-partial"),
+        pytest.param({"tracking": {"plot_scale": "logodds"}}, {**TRACKING_FIG, "all": 1}, id="plot-scale"),
         # win-rate settings: the win rates alone
         pytest.param({"winrate": {"judge": {"model": "another-oracle"}}}, {**WINRATE, "winrate": COMPARED, "all": 1},
                      id="winrate-judge"),

@@ -306,6 +306,18 @@ def test_refusal_dynamics_figure_is_deterministic(tmp_path: Path) -> None:
         figures.refusal_dynamics(docs[-1:], tmp_path / "c.png")
 
 
+def test_refusal_dynamics_plots_probability_by_default_and_log_odds_on_request(tmp_path: Path) -> None:
+    """DCR plots P(refusal); the log-odds stay available. Probability is the mean of sigmoid(log-odds) over
+    the probe set (records' mean_p_refusal), so the two scales draw different curves."""
+    docs = [_doc("sft", "stl", [0, 10, 20], {"seemingly_toxic": 0.3, "toxic": 0.4, "general": 0.05})]
+    figures.refusal_dynamics(docs, [tmp_path / "p.png", tmp_path / "p.pdf"])
+    figures.refusal_dynamics(docs, tmp_path / "l.png", scale="logodds")
+    assert (tmp_path / "p.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (tmp_path / "p.png").read_bytes() != (tmp_path / "l.png").read_bytes()
+    with pytest.raises(ValueError, match="scale 'odds' is not"):
+        figures.refusal_dynamics(docs, tmp_path / "x.png", scale="odds")
+
+
 # ---------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""Seaborn figures of the main results, written as byte-reproducible PNGs.
+"""Seaborn figures of the results, each written as a PNG and a vector PDF, byte-reproducible.
 
 Figures are drawn on a bare ``matplotlib.figure.Figure`` with an Agg canvas (no pyplot, so no
 global backend or open-figure state), inside seaborn style contexts (no global theme change),
-and saved with a fixed dpi and no "Software" metadata; Agg writes no timestamp, so the same
-input gives the same bytes and Snakemake sees no spurious change. Bars and error bars are placed
+and saved with a fixed dpi and without the tool-version and date metadata, so the same input gives
+the same bytes and Snakemake sees no spurious change. Bars and error bars are placed
 with matplotlib directly: seaborn's own error bars are computed from raw observations, while
 ours are the bootstrap intervals already in the eval JSONs.
 """
@@ -11,6 +11,7 @@ ours are the bootstrap intervals already in the eval JSONs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,22 @@ DERIVED = {INVALID, OVER_MEAN + STRMATCH_SUFFIX}  # summary columns of the main 
 PALETTE = "colorblind"
 
 
-def _save(fig: Figure, out_png: str | Path) -> None:
+# Per format, the metadata that would make two identical figures differ (tool versions, dates).
+_NO_STAMPS = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+              "svg": {"Creator": None, "Date": None}}
+Outs = str | Path | Sequence[str | Path]
+
+
+def _save(fig: Figure, outs: Outs) -> None:
+    """Write ``fig`` to every path given, in the format its suffix names: a PNG for reading and a
+    vector file (PDF or SVG) for papers; each byte-reproducible."""
     FigureCanvasAgg(fig)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    for out in [outs] if isinstance(outs, str | Path) else outs:
+        fmt = Path(out).suffix.lstrip(".").lower()
+        if fmt not in _NO_STAMPS:
+            raise ValueError(f"{out}: figures are written as {', '.join(_NO_STAMPS)}")
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_NO_STAMPS[fmt])
 
 
 def _methods(cells: pd.DataFrame) -> list[str]:
@@ -55,7 +68,7 @@ def _cells(sub: pd.DataFrame, method: str, groups: list[str], col: str) -> np.nd
     return np.array([float(sub.at[(method, g), col]) if (method, g) in sub.index else math.nan for g in groups])
 
 
-def compliance_by_method(df: pd.DataFrame, out_png: str | Path) -> None:
+def compliance_by_method(df: pd.DataFrame, outs: Outs) -> None:
     """Grouped bars: compliance per over-refusal benchmark, and Safety, for each method.
 
     One panel per model; groups are DCR's columns (XS, CoCo, OR, OK, PH, Safety), bars are
@@ -104,10 +117,10 @@ def compliance_by_method(df: pd.DataFrame, out_png: str | Path) -> None:
         axes[0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.12), ncol=min(len(methods), 6),
                        frameon=False)
         fig.tight_layout()
-    _save(fig, out_png)
+    _save(fig, outs)
 
 
-def safety_vs_overrefusal(df: pd.DataFrame, out_png: str | Path) -> None:
+def safety_vs_overrefusal(df: pd.DataFrame, outs: Outs) -> None:
     """Scatter: x = mean compliance over the over-refusal benchmarks present, y = Safety.
 
     One labelled point per (model, method); marker shape tells models apart. Up and to the right
@@ -144,23 +157,27 @@ def safety_vs_overrefusal(df: pd.DataFrame, out_png: str | Path) -> None:
         ax.set_ylabel("Safety: mean refused share on harmful sets")
         ax.legend(loc="lower left", fontsize=7, frameon=True)
         fig.tight_layout()
-    _save(fig, out_png)
+    _save(fig, outs)
 
 
 PROBE_ORDER = ("seemingly_toxic", "toxic", "general")
 
 
-def refusal_dynamics(tracking: list[dict], out_png: str | Path) -> None:
-    """Refusal log-odds vs training step: one panel per (model, method), 4 per row, one line per probe set.
+def refusal_dynamics(tracking: list[dict], outs: Outs, *, scale: str = "probability") -> None:
+    """Refusal probability (DCR's plot) or log-odds vs training step: one panel per (model, method), 4 per
+    row, one line per probe set.
 
     ``tracking`` are the ``tracking.json`` documents of the SFT runs and of DCR's contrastive stage
     (``schemas/refusal_tracking.schema.json``). The x axis counts optimiser steps from the start of
     safety SFT; a DCR method's contrastive stage is drawn before it, at negative steps, in a
     shaded band, so one panel shows the whole DCR pipeline. Lines are the mean over each probe
     set (and over seeds); bands are ±1 standard error, across seeds when there are several, else
-    across the probe set's prompts (deterministic, unlike bootstrap intervals). The dotted line at
-    0 is P(refusal) = 0.5.
+    across the probe set's prompts (deterministic, unlike bootstrap intervals). ``scale="probability"``
+    plots the mean over prompts of P(refusal) on [0, 1]; ``"logodds"`` the mean log-odds, which keeps
+    the differences near 0 and 1 visible. The dotted line is P(refusal) = 0.5 on either scale.
     """
+    if scale not in ("probability", "logodds"):
+        raise ValueError(f"refusal_dynamics: scale {scale!r} is not 'probability' or 'logodds'")
     docs = [d for d in tracking if d.get("enabled") and d.get("records")]
     if not docs:
         raise ValueError("refusal_dynamics: no tracking records to plot (is tracking.enabled false?)")
@@ -169,9 +186,14 @@ def refusal_dynamics(tracking: list[dict], out_png: str | Path) -> None:
     for d in docs:
         offset = -dcr_steps[(d["model"], d["method"])] if d["stage"] == "dcr" else 0
         for r in d["records"]:
+            if scale == "probability":
+                p = 1.0 / (1.0 + np.exp(-np.asarray(r["logodds"], dtype=float)))
+                mean, sd = float(r["mean_p_refusal"]), float(p.std(ddof=1)) if len(p) > 1 else 0.0
+            else:
+                mean, sd = float(r["mean_logodds"]), float(r["std_logodds"])
             rows.append({"model": d["model"], "method": d["method"], "stage": d["stage"], "step": r["step"] + offset,
-                         "seed": d.get("seed", 0), "probe_set": r["probe_set"], "mean": r["mean_logodds"],
-                         "se": r["std_logodds"] / math.sqrt(max(1, r["n"]))})
+                         "seed": d.get("seed", 0), "probe_set": r["probe_set"], "mean": mean,
+                         "se": sd / math.sqrt(max(1, r["n"]))})
     runs = pd.DataFrame(rows)
     keys = ["model", "method", "stage", "step", "probe_set"]
     df = runs.groupby(keys, sort=True).agg(mean=("mean", "mean"), se=("se", "mean"), sd=("mean", "std"),
@@ -208,11 +230,13 @@ def refusal_dynamics(tracking: list[dict], out_png: str | Path) -> None:
                     ax.plot(x, y, color=colors[name], linewidth=1.2, marker="o", markersize=2,
                             label=name if stage == "sft" else None)
                     ax.fill_between(x, y - se, y + se, color=colors[name], alpha=0.2, linewidth=0)
-            ax.axhline(0.0, color="black", linewidth=0.6, linestyle=":")
+            ax.axhline(0.5 if scale == "probability" else 0.0, color="black", linewidth=0.6, linestyle=":")
+            if scale == "probability":
+                ax.set_ylim(-0.02, 1.02)
             ax.set_title(method if len(models) == 1 else f"{model} / {method}", fontsize=8)
             ax.set_xlabel("step (from the start of SFT)" if k + ncols >= len(panels) else "")
-            ax.set_ylabel("refusal log-odds" if j == 0 else "")
+            ax.set_ylabel(("P(refusal)" if scale == "probability" else "refusal log-odds") if j == 0 else "")
         handles = [Patch(facecolor=colors[s], label=s.replace("_", " ")) for s in sets]
         fig.legend(handles=handles, loc="upper center", ncol=len(sets), frameon=False, fontsize=7)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.4 * nrows + 0.6)))
-    _save(fig, out_png)
+    _save(fig, outs)
