@@ -261,6 +261,7 @@ def get_final_outputs(wildcards=None):
         *([f"{RESULTS}/tables/interventions.csv", f"{RESULTS}/tables/interventions.md"] if INTERVENTION_METHODS else []),
         *get_analysis_outputs(),
         *get_paper_table_outputs(),
+        *([f"{RESULTS}/figures/tbr_gamma.png", f"{RESULTS}/figures/tbr_gamma.pdf"] if TBR_GAMMA_SWEEP else []),
     ]
 
 
@@ -435,6 +436,14 @@ from overrefusal.report.paper_tables import load_paper_values
 PAPER_VALUES_FILE = str(Path(workflow.basedir, config["paper_tables"]["values"]))
 PAPER_TABLES = {tid: t for tid, t in load_paper_values(PAPER_VALUES_FILE).items()
                 if t.source != "winrate" or WINRATE_ON}
+
+
+# TBR instances by reflection source and γ; the γ figure is drawn when a source has two γ values or more.
+TBR_GAMMAS = {m: {"reflection": p["tbr"]["reflection"], "gamma": p["tbr"]["gamma"]}
+              for m in METHODS if KINDS[config["methods"][m]["kind"]].reflections
+              for p in [method_params(config, m)]}
+TBR_GAMMA_SWEEP = any(len({v["gamma"] for v in TBR_GAMMAS.values() if v["reflection"] == r}) > 1
+                      for r in {v["reflection"] for v in TBR_GAMMAS.values()})
 
 
 def get_paper_table_outputs(wildcards=None):

@@ -140,6 +140,31 @@ localrules:
     paper_tables,
 
 
+# TBR's γ sweep (the proportion of safety refusals given a reflection): the claims against γ, one line per
+# reflection source, from the TBR method instances (e.g. tbr_external_g05: {kind: tbr, gamma: 0.5}).
+rule figure_tbr_gamma:
+    input:
+        f"{RESULTS}/tables/summary.csv",
+    output:
+        png=report(f"{RESULTS}/figures/tbr_gamma.png", caption="../report/sweep.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/tbr_gamma.pdf",
+    params:
+        methods=TBR_GAMMAS,
+    log:
+        f"{LOGS}/report/figure_tbr_gamma.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/figure_tbr_gamma.py"
+
+
+localrules:
+    figure_tbr_gamma,
+
+
 # DCR's hyperparameter sweep (`snakemake --cores all dcr_sweep`): every dcr_sweep.settings entry as a
 # DCR method over every seed, judged like the main run, one row each beside STL and no-safety.
 rule dcr_sweep:
@@ -150,6 +175,8 @@ rule dcr_sweep:
         md=f"{RESULTS}/tables/dcr_sweep.md",
         seeds_csv=f"{RESULTS}/tables/dcr_sweep_per_seed.csv",
         seeds_md=f"{RESULTS}/tables/dcr_sweep_per_seed.md",
+        layer_png=report(f"{RESULTS}/figures/dcr_sweep_layer.png", caption="../report/sweep.rst", category="Figures"),
+        layer_pdf=f"{RESULTS}/figures/dcr_sweep_layer.pdf",
     params:
         settings={f"dcrsweep_{k}": v for k, v in SWEEP.items()},
         defaults={k: config["dcr"][k] for k in ("layer", "steps", "lr", "batch_size", "margin", "scale", "pooling",

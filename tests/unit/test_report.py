@@ -285,3 +285,21 @@ def test_samples_draw_the_same_prompts_for_every_method(tmp_path: Path) -> None:
     assert md.startswith("**xstest_safe** (judge: xstest_strmatch_v1)")
     assert "I'm sorry, I cannot \\| help." in md  # a pipe inside a response cannot break the table
     assert "x" * 150 + "…" in md and "x" * 200 not in md  # long responses are cut
+
+
+def test_sweep_rows_pick_the_one_knob_settings_and_the_figure_is_written(tmp_path: Path) -> None:
+    """DCR's ℓ sweep out of a table whose settings vary several knobs (a CSV with gaps reads 40 as 40.0)."""
+    nan = float("nan")
+    rows = [("stl", nan, nan, 0.1), ("no_safety", nan, nan, 0.9), ("dcrsweep_l0", 0, 40, 0.4),
+            ("dcrsweep_l1", 1, 40, 0.5), ("dcrsweep_l1_s100", 1, 100, 0.7), ("dcrsweep_l2", 2, 40, 0.3)]
+    table = pd.DataFrame([{"method": m, "layer": layer, "steps": steps, "pooling": "last" if steps == steps else nan,
+                           **{f"{c}{s}": v + d for c in ("answered", "toxic_refused", "invalid")
+                              for s, d in (("", 0.0), ("_ci_low", -0.05), ("_ci_high", 0.05))}}
+                          for m, layer, steps, v in rows])
+    picked = figures.sweep_rows(table, "layer", {"layer": 0, "steps": 40, "pooling": "last", "lr": 1e-4})
+    assert list(picked["method"]) == ["dcrsweep_l0", "dcrsweep_l1", "dcrsweep_l2"]
+    refs = table[table["method"].isin(["stl", "no_safety"])]
+    figures.sweep_figure(picked, "layer", [tmp_path / "a.png", tmp_path / "a.pdf"], refs=refs)
+    assert (tmp_path / "a.pdf").read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(ValueError, match="fewer than two values of 'layer'"):
+        figures.sweep_figure(picked.head(1), "layer", tmp_path / "b.png")

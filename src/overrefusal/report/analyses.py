@@ -131,10 +131,11 @@ def separability_figure(docs: Sequence[dict[str, Any]], outs: Outs) -> None:
     names = _display(cps)
     colors = dict(zip(names, sns.color_palette(PALETTE, len(names)), strict=True))
     pca_key = next(iter(cps[0][2][0]["pca"]), None)
+    ncols = len(SEPARABILITY_METRICS) + 1  # the metrics and their legend, then the PCA panels in rows below
+    nrows = 1 + math.ceil(len(cps) / ncols) if pca_key is not None else 1
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
-        ncols = max(len(SEPARABILITY_METRICS), len(cps))
-        fig = Figure(figsize=(2.6 * ncols, 5.2))
-        grid = fig.subplots(2, ncols, squeeze=False)
+        fig = Figure(figsize=(2.8 * ncols, 2.6 * nrows))
+        grid = fig.subplots(nrows, ncols, squeeze=False)
         for ax in grid.flat:
             ax.set_visible(False)
         for j, (col, title) in enumerate(SEPARABILITY_METRICS):
@@ -152,12 +153,15 @@ def separability_figure(docs: Sequence[dict[str, Any]], outs: Outs) -> None:
                 ax.set_ylim(0.3, 1.02)
             ax.set_title(title, fontsize=8)
             ax.set_xlabel("layer (0 = embeddings, i = block i−1's output)", fontsize=7)
-        grid[0, 0].legend(fontsize=6, frameon=False)
+        handles, labels = grid[0, 0].get_legend_handles_labels()
+        grid[0, -1].set_visible(True)
+        grid[0, -1].axis("off")
+        grid[0, -1].legend(handles, labels, fontsize=6, frameon=False, loc="center left")
         for j, ((_, _, runs), name) in enumerate(zip(cps, names, strict=True)):
             p = runs[0]["pca"].get(pca_key) if pca_key is not None else None
             if p is None:
                 continue
-            ax = grid[1, j]
+            ax = grid[1 + j // ncols, j % ncols]
             ax.set_visible(True)
             xy = np.asarray(p["coords"], dtype=float)
             lab = np.asarray(p["labels"])
@@ -165,7 +169,7 @@ def separability_figure(docs: Sequence[dict[str, Any]], outs: Outs) -> None:
                 sel = lab == cls
                 ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.8, color=sns.color_palette(PALETTE, 2)[k],
                            label=cls.replace("_", " "))
-            ax.set_title(f"{name}: PCA, layer {pca_key}, first seed ({100 * sum(p['explained']):.0f}% var.)",
+            ax.set_title(f"{name}\nPCA at layer {pca_key}, first seed ({100 * sum(p['explained']):.0f}% of variance)",
                          fontsize=6)
             ax.set_xticks([])
             ax.set_yticks([])

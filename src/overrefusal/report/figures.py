@@ -240,3 +240,57 @@ def refusal_dynamics(tracking: list[dict], outs: Outs, *, scale: str = "probabil
         fig.legend(handles=handles, loc="upper center", ncol=len(sets), frameon=False, fontsize=7)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.4 * nrows + 0.6)))
     _save(fig, outs)
+
+
+SWEEP_CLAIMS = (("answered", "answered (over-refusal sets)"), ("toxic_refused", "toxic refused"),
+                ("invalid", "invalid"))
+
+
+def sweep_rows(table: pd.DataFrame, knob: str, defaults: dict[str, object]) -> pd.DataFrame:
+    """The rows of a sweep table (``tables.sweep_table``) that differ from ``defaults`` in ``knob`` alone,
+    sorted by it: a one-knob sweep out of a table of settings that vary several."""
+    def same(value: object, default: object) -> bool:  # a CSV column with gaps reads 40 as 40.0, True as "True"
+        try:
+            return float(value) == float(default)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return str(value) == str(default)
+
+    others = [k for k in defaults if k != knob and k in table.columns]
+    keep = table[knob].notna()
+    for k in others:
+        keep &= table[k].map(lambda v, d=defaults[k]: same(v, d))
+    return table[keep].sort_values(knob)
+
+
+def sweep_figure(rows: pd.DataFrame, knob: str, outs: Outs, *, series: str | None = None,
+                 refs: pd.DataFrame | None = None, xlabel: str | None = None) -> None:
+    """The claims (answered, toxic refused, invalid; mean over seeds with 95% intervals) against one knob,
+    one line per ``series`` value (e.g. the reflection source), with ``refs`` rows (STL, no-safety) as
+    horizontal lines: DCR's ℓ sweep and TBR's γ sweep."""
+    if rows.empty or rows[knob].nunique() < 2:
+        raise ValueError(f"sweep_figure: fewer than two values of {knob!r} to plot")
+    groups = [(None, rows)] if series is None else list(rows.groupby(series, sort=True))
+    colors = sns.color_palette(PALETTE, max(3, len(groups)))
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        fig = Figure(figsize=(3.0 * len(SWEEP_CLAIMS), 2.8))
+        axes = fig.subplots(1, len(SWEEP_CLAIMS), squeeze=False)[0]
+        for ax, (col, title) in zip(axes, SWEEP_CLAIMS, strict=True):
+            for k, (name, g) in enumerate(groups):
+                g = g.sort_values(knob)
+                x = g[knob].astype(float).to_numpy()
+                y = g[col].astype(float).to_numpy()
+                err = _errs(y, g[col + "_ci_low"].astype(float).to_numpy(), g[col + "_ci_high"].astype(float).to_numpy())
+                ax.errorbar(x, y, yerr=err, marker="o", markersize=3, linewidth=1.2, capsize=2, color=colors[k],
+                            label=None if name is None else str(name))
+            for r in ([] if refs is None else refs.itertuples(index=False)):
+                ax.axhline(float(getattr(r, col)), color="grey", linewidth=0.8, linestyle="--")
+                ax.text(ax.get_xlim()[1], float(getattr(r, col)), f" {r.method}", fontsize=6, va="center",
+                        color="0.35", clip_on=False)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(title, fontsize=8)
+            ax.set_xlabel(xlabel or knob)
+            ax.set_xticks(sorted(set(rows[knob].astype(float))))
+        if series is not None:
+            axes[0].legend(fontsize=6, frameon=False)
+        fig.tight_layout()
+    _save(fig, outs)
