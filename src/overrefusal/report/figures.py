@@ -294,3 +294,13 @@ def sweep_figure(rows: pd.DataFrame, knob: str, outs: Outs, *, series: str | Non
             axes[0].legend(fontsize=6, frameon=False)
         fig.tight_layout()
     _save(fig, outs)
+
+
+def note_figure(text: str, outs: Outs) -> None:
+    """A figure that says why there is nothing to plot (an output the rule must write all the same)."""
+    with sns.axes_style("white"), sns.plotting_context("paper"):
+        fig = Figure(figsize=(5.0, 1.2))
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True)
+    _save(fig, outs)
