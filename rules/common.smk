@@ -285,10 +285,14 @@ def get_external_teacher(wildcards):
 
 
 # ---- LLM judges, judge validation and helpfulness win rate ----
-from overrefusal.judges import is_llm_judge
-from overrefusal.judge_validation import COMPLETIONS_GLOB, DEFAULT_JUDGES as VALIDATED_JUDGES
+from overrefusal.config import benchmark_judges, judge_validation_sets, llm_judges_used
+from overrefusal.judge_validation import DEFAULT_JUDGES
 
-LLM_JUDGES_USED = sorted({j for j in config["eval"]["judges"].values() if is_llm_judge(j)})
+# Benchmark -> judge id (a benchmark's own key in eval.judges, else its suite's): the judge rule's params
+# are these resolved maps, so changing a key that decides no evaluated benchmark's judge reruns nothing.
+BENCHMARK_JUDGES = benchmark_judges(config)
+BENCHMARK_SECONDARY_JUDGES = benchmark_judges(config, "secondary_judges")
+LLM_JUDGES_USED = llm_judges_used(config)
 # The judge rule gets the endpoint (and cache) only when an LLM judge is named, so string-match
 # runs keep exactly their params and are not rerun when eval.llm_judge changes.
 JUDGE_LLM_PARAMS = (
@@ -297,6 +301,9 @@ JUDGE_LLM_PARAMS = (
 # What generation depends on, and nothing else from eval: (judges, bootstrap, llm_judge).
 GENERATION_PARAMS = {k: config["eval"][k] for k in ("max_new_tokens", "batch_size")}
 RAW_DIR = config["data"].get("raw_dir")
+# Judge validation (tables/judge_agreement, judge_confusion): the enabled labelled sets, none without raw_dir.
+VALIDATION_SETS = judge_validation_sets(config)
+VALIDATED_JUDGES = list((config["eval"].get("judge_validation") or {}).get("judges", DEFAULT_JUDGES))
 WINRATE = config.get("winrate") or {"enabled": False, "prompts": []}
 WINRATE_REFERENCE = WINRATE.get("reference") or "NONE"
 WINRATE_METHODS = [m for m in METHODS if m != WINRATE_REFERENCE]
@@ -323,18 +330,17 @@ def get_winrate_reference(wildcards):
 
 
 def get_judge_validation_data(wildcards=None):
-    """XSTest's human-labelled completions under data.raw_dir (nothing when it is null)."""
-    from pathlib import Path
-
-    return sorted(str(p) for p in Path(RAW_DIR).glob(COMPLETIONS_GLOB)) if RAW_DIR else []
+    """The files of every labelled set judge validation reads, under data.raw_dir."""
+    return sorted({str(p) for spec in VALIDATION_SETS.values() for p in Path(RAW_DIR).glob(spec["files"])
+                   if p.is_file()})
 
 
 def get_judge_and_winrate_outputs(wildcards=None):
     out = []
     if WINRATE.get("enabled") and WINRATE_METHODS:
         out += [f"{RESULTS}/tables/winrate.csv", f"{RESULTS}/tables/winrate.md"]
-    if RAW_DIR:
-        out += [f"{RESULTS}/tables/judge_agreement.csv", f"{RESULTS}/tables/judge_agreement.md"]
+    if VALIDATION_SETS:
+        out += [f"{RESULTS}/tables/{t}.{ext}" for t in ("judge_agreement", "judge_confusion") for ext in ("csv", "md")]
     return out
 
 

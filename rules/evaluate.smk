@@ -44,11 +44,13 @@ rule judge:
         [f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/eval/{b}.json" for b in EVAL_BENCHMARKS],
     params:
         benchmarks=EVAL_BENCHMARKS,
-        judges=config["eval"]["judges"],
-        secondary_judges=config["eval"].get("secondary_judges", {}),
+        # Resolved per benchmark (rules/common.smk): one benchmark's new judge changes these params, so the
+        # judging jobs rerun (they judge every benchmark of a run: cheap, and LLM verdicts come from the cache).
+        judges=BENCHMARK_JUDGES,
+        secondary_judges=BENCHMARK_SECONDARY_JUDGES,
         bootstrap=config["eval"]["bootstrap"],
         tags=[config["tbr"]["open_tag"], config["tbr"]["close_tag"]],
-        **JUDGE_LLM_PARAMS,  # endpoint + cache dir, only when eval.judges names an LLM judge
+        **JUDGE_LLM_PARAMS,  # endpoint + cache dir, only when a benchmark's judge (or secondary) is an LLM judge
     log:
         f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/judge.log",
     conda:
@@ -140,15 +142,19 @@ rule winrate:
         "../scripts/winrate.py"
 
 
-# Agreement of the string-match judges with XSTest's 2,250 human-labelled completions (data.raw_dir).
+# Agreement of the string-match judges with the human labels of each labelled set under data.raw_dir
+# (eval.judge_validation; by default XSTest's 2,250 completions), and their confusion matrices.
 rule judge_validation:
     input:
         get_judge_validation_data,
     output:
         csv=report(f"{RESULTS}/tables/judge_agreement.csv", caption="../report/judge_agreement.rst", category="Tables"),
         md=f"{RESULTS}/tables/judge_agreement.md",
+        confusion_csv=f"{RESULTS}/tables/judge_confusion.csv",
+        confusion_md=f"{RESULTS}/tables/judge_confusion.md",
     params:
-        judges=list(VALIDATED_JUDGES),
+        judges=VALIDATED_JUDGES,
+        sets=VALIDATION_SETS,
         raw_dir=RAW_DIR,
     log:
         f"{LOGS}/report/judge_validation.log",

@@ -1,7 +1,6 @@
 """Judge every benchmark's generations into per-benchmark JSON with bootstrap CIs (rule judge)."""
 import contextlib
 
-from overrefusal.benchmarks import get_benchmark
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.judges import get_judge, is_llm_judge
 from overrefusal.judges.llm import endpoint_summary, judge_client
@@ -11,10 +10,11 @@ from overrefusal.scoring import require_all_rows, score_benchmark, validate_resu
 
 with rule_context(snakemake) as log, contextlib.ExitStack() as stack:  # noqa: F821
     smk = snakemake  # noqa: F821
-    # LLM judges: params carry the endpoint only when eval.judges names one. For base_url: local a
+    # LLM judges: params carry the endpoint only when a benchmark's judge is one. For base_url: local a
     # scripted judge is served over HTTP for this job. A judge that stays down raises (cache kept).
     llm = smk.params.get("llm_judge")
     client = stack.enter_context(judge_client(llm, smk.params.cache_dir)) if llm else None
+    # Both maps are benchmark -> judge id, resolved by overrefusal.config.benchmark_judges in the workflow.
     secondary = smk.params.get("secondary_judges") or {}
     judges = {n: get_judge(n, client=client) if is_llm_judge(n) else get_judge(n)
               for n in {*smk.params.judges.values(), *secondary.values()}}
@@ -25,9 +25,8 @@ with rule_context(snakemake) as log, contextlib.ExitStack() as stack:  # noqa: F
         prov["llm_judge"] = endpoint_summary(llm)
     for bench, gen_path, rec_path, out in zip(smk.params.benchmarks, smk.input.generations, smk.input.records,
                                               smk.output, strict=True):
-        suite = get_benchmark(bench).suite
-        judge = judges[smk.params.judges[suite]]
-        extra = [judges[secondary[suite]]] if secondary.get(suite) else []
+        judge = judges[smk.params.judges[bench]]
+        extra = [judges[secondary[bench]]] if secondary.get(bench) else []
         generations = read_jsonl(gen_path)
         require_all_rows(generations, read_jsonl(rec_path), gen_path)
         result = score_benchmark(generations, bench, judge, bootstrap=smk.params.bootstrap,

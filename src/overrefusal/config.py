@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,16 @@ def format_error(err: ValidationError, source: str) -> str:
         known = schema_keys(load_schema(), sub)
         extra = [k for k in err.instance if k not in known]
         return f"{source}: {where}: unknown key(s) {', '.join(map(repr, extra))}; allowed keys: {', '.join(sorted(known))}"
+    if err.validator == "type" and "propertyNames" in err.schema_path:  # YAML reads `1:` or `true:` as non-text
+        return f"{source}: {where}: key {err.instance!r} must be text; quote it in YAML ('{err.instance}': ...)"
+    if err.validator == "enum" and "propertyNames" in err.schema_path:
+        from .benchmarks import SUITES
+
+        valid = list(err.validator_value)
+        if valid[:len(SUITES)] == list(SUITES):  # eval.judges / secondary_judges: name both kinds of key
+            return (f"{source}: {where}: unknown key {err.instance!r}, neither a suite nor a benchmark; suites: "
+                    f"{', '.join(SUITES)}; benchmarks: {', '.join(valid[len(SUITES):])}")
+        return f"{source}: {where}: unknown key {err.instance!r}; valid keys: {', '.join(map(str, valid))}"
     if err.validator == "enum":
         return f"{source}: {where}: {err.instance!r} is not allowed; valid values: {', '.join(map(str, err.validator_value))}"
     if err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
@@ -256,20 +267,45 @@ def _endpoint_errors(ep: dict[str, Any], key: str, need: str, source: str, env: 
     return errs
 
 
-def judge_and_winrate_errors(config: dict[str, Any], source: str, env: dict[str, str]) -> list[str]:
-    """LLM judges need ``eval.llm_judge``; the win rate needs a known reference and its judge's key;
-    ``data.raw_dir`` must hold XSTest's labelled completions."""
+def benchmark_judges(config: dict[str, Any], key: str = "judges",
+                     benchmarks: Iterable[str] | None = None) -> dict[str, str]:
+    """Benchmark -> judge id under ``eval.<key>`` (``judges`` or ``secondary_judges``) for each benchmark of
+    ``eval.benchmarks`` (or ``benchmarks``): the benchmark's own key, else its suite's. A benchmark with
+    neither is left out (only possible for secondary judges: the schema requires every suite's primary).
+
+    The one place a benchmark's judge is decided: the judge rule's params, the LLM endpoint check and the
+    workflow's LLM params all go through it, so they never disagree."""
+    from .benchmarks import get_benchmark
+
+    table = config["eval"].get(key) or {}
+    out: dict[str, str] = {}
+    for bench in config["eval"]["benchmarks"] if benchmarks is None else benchmarks:
+        judge = table.get(bench, table.get(get_benchmark(bench).suite))
+        if judge is not None:
+            out[bench] = judge
+    return out
+
+
+def llm_judges_used(config: dict[str, Any]) -> list[str]:
+    """The LLM judges the judge rule will call (primary or secondary, on the evaluated benchmarks), sorted."""
     from .judges import is_llm_judge
 
+    used = {*benchmark_judges(config).values(), *benchmark_judges(config, "secondary_judges").values()}
+    return sorted(j for j in used if is_llm_judge(j))
+
+
+def judge_and_winrate_errors(config: dict[str, Any], source: str, env: dict[str, str]) -> list[str]:
+    """LLM judges need ``eval.llm_judge``; the win rate needs a known reference and its judge's key;
+    ``data.raw_dir`` must hold the files of each labelled set judge validation reads."""
     errs: list[str] = []
     if config["data"]["source"] != "toy":
         for key in ("judges", "secondary_judges"):
-            for suite, name in (config["eval"].get(key) or {}).items():
+            for name_key, name in (config["eval"].get(key) or {}).items():
                 if name == "toy_outcome_v1":
-                    errs.append(f"{source}: eval.{key}.{suite}: toy_outcome_v1 judges the toy world's own answers "
+                    errs.append(f"{source}: eval.{key}.{name_key}: toy_outcome_v1 judges the toy world's own answers "
                                 f"and cannot judge data.source {config['data']['source']!r}; pick a string-match "
                                 "or LLM judge")
-    llm = sorted({name for name in config["eval"]["judges"].values() if is_llm_judge(name)})
+    llm = llm_judges_used(config)
     if llm:
         ep = config["eval"].get("llm_judge")
         if ep is None:
@@ -288,20 +324,53 @@ def judge_and_winrate_errors(config: dict[str, Any], source: str, env: dict[str,
                     errs.append(f"{source}: winrate.prompts: {ps!r} is not a toy prompt set with reference answers; "
                                 f"valid: {', '.join(TOY_WINRATE_PROMPTS)}")
         errs += _endpoint_errors(wr["judge"], "winrate.judge", "the win-rate judge", source, env)
-    raw = config["data"].get("raw_dir")
-    if raw is not None and Path(raw).is_dir():  # a missing directory is reported once, by _data_dir_errors
-        from .judge_validation import COMPLETIONS_GLOB
+    errs += judge_validation_errors(config, source)
+    return errs
 
-        if not list(Path(raw).glob(COMPLETIONS_GLOB)):
-            errs.append(f"{source}: data.raw_dir: no {COMPLETIONS_GLOB} under {raw!r} (needed by judge_validation)")
+
+def judge_validation_sets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The labelled sets rule judge_validation reads: the enabled ones, and none without ``data.raw_dir``."""
+    from .judge_validation import DEFAULT_JUDGES, DEFAULT_SETS, enabled_sets
+
+    if config["data"].get("raw_dir") is None:
+        return {}
+    jv = config["eval"].get("judge_validation") or {"judges": list(DEFAULT_JUDGES), "sets": DEFAULT_SETS}
+    return enabled_sets(jv["sets"])
+
+
+def judge_validation_errors(config: dict[str, Any], source: str) -> list[str]:
+    """Each labelled set judge validation will read is well described and has files under ``data.raw_dir``;
+    its judges need nothing but (prompt, response)."""
+    from .judge_validation import labelled_set_problems
+    from .judges import is_llm_judge
+
+    errs: list[str] = []
+    jv = config["eval"].get("judge_validation")
+    if jv is not None:
+        for name in jv["judges"]:
+            if is_llm_judge(name) or name == "toy_outcome_v1":
+                errs.append(f"{source}: eval.judge_validation.judges: {name} cannot be validated here (it needs "
+                            f"{'an endpoint' if is_llm_judge(name) else 'the toy world'}); use string-match judges")
+        for name, spec in jv["sets"].items():
+            errs += [f"{source}: eval.judge_validation.sets.{name}: {p}" for p in labelled_set_problems(spec)]
+    raw = config["data"].get("raw_dir")
+    if raw is None or not Path(raw).is_dir():  # a missing directory is reported once, by _data_dir_errors
+        return errs
+    for name, spec in judge_validation_sets(config).items():
+        if labelled_set_problems(spec):
+            continue
+        if not any(p.is_file() for p in Path(raw).glob(spec["files"])):
+            key = f"eval.judge_validation.sets.{name}" if jv is not None else "data.raw_dir"
+            errs.append(f"{source}: {key}: no file matches {spec['files']} under data.raw_dir {raw!r} (needed by "
+                        f"judge_validation; put the files there or set eval.judge_validation.sets.{name}.enabled: false)")
     return errs
 
 
 def _data_dir_errors(config: dict[str, Any], source: str) -> list[str]:
     raw = config["data"].get("raw_dir")
     if raw is not None and not Path(raw).is_dir():
-        return [f"{source}: data.raw_dir: {raw!r} is not a directory (relative paths start at the working "
-                f"directory {Path.cwd()})"]
+        return [(f"{source}: data.raw_dir: {raw!r} is not a directory (relative paths start at the working "
+                f"directory {Path.cwd()})")]
     return []
 
 
@@ -367,8 +436,8 @@ def _real_data_errors(config: dict[str, Any], source: str) -> list[str]:
     data = config["data"]
     real = data.get("real")
     if real is None:
-        return [f"{source}: data.real: data.source is 'real' but there is no data.real section "
-                "(see config/presets/tbr.yaml)"]
+        return [(f"{source}: data.real: data.source is 'real' but there is no data.real section "
+                "(see config/presets/tbr.yaml)")]
     from .data.plan import source_of
     from .data.registry import SOURCES
     from .toyworld import CAPABILITY_TASKS

@@ -168,5 +168,7 @@ def test_judge_validation_rule_reproduces_88_4(work: Path) -> None:
                      "--config", f"data={{raw_dir: {raw}}}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (work / R / "tables/judge_agreement.md").read_text()
-    assert "| xstest_strmatch_v1 | overall | 2250 | 0 | 0.8844 |" in md
-    assert {"xstest_strmatch_curly_v1", "jbb_substring_v1"} <= set(re.findall(r"^\| (\w+) \|", md, re.M))
+    assert "| xstest | xstest_strmatch_v1 | all | all | 2250 | 0 | 0.8844 |" in md
+    judges = set(re.findall(r"^\| xstest \| (\w+) \|", md, re.MULTILINE))
+    assert {"xstest_strmatch_curly_v1", "jbb_substring_v1"} <= judges
+    assert "| xstest | xstest_strmatch_v1 | all | compliance |" in (work / R / "tables/judge_confusion.md").read_text()

@@ -150,6 +150,14 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
         pytest.param({"dcr": {"layer": 1}}, {"dcr_contrastive": 1, **ONE_DCR}, id="dcr-layer"),
         pytest.param({"eval": {"judges": {"harmful": "xstest_strmatch_v1"}}}, {"judge": EVALUATED, **REPORT},
                      id="judge"),
+        # one benchmark's own judge: the judging jobs (one per run, every benchmark) and the reports
+        pytest.param({"eval": {"judges": {"orbench_hard": "xstest_strmatch_v1"}}}, {"judge": EVALUATED, **REPORT},
+                     id="judge-one-benchmark"),
+        # a benchmark key naming the judge its suite gives it anyway changes no resolved judge: nothing reruns
+        pytest.param({"eval": {"judges": {"orbench_hard": "toy_outcome_v1"}}}, {}, id="judge-benchmark-key-no-change"),
+        # judge validation runs only with data.raw_dir (null here): its settings rerun nothing
+        pytest.param({"eval": {"judge_validation": {"judges": ["xstest_strmatch_v1"]}}}, {},
+                     id="judge-validation-without-raw-dir"),
         # SFT's learning rate: every SFT run and what follows it, but neither DCR's stage nor the teacher
         pytest.param({"sft": {"lr": 5.0e-4}}, EVERY_SFT, id="sft-lr"),
         pytest.param({"tbr": {"gamma": 0.5}}, {"sft": 2, "generate": 2, "judge": 2, "capability": 2, **REPORT,

@@ -1,4 +1,5 @@
-"""Config checks for LLM judges (eval.llm_judge), the win rate (winrate) and data.raw_dir, before any job."""
+"""Config checks for judges per suite and per benchmark (eval.judges, secondary_judges), LLM judges
+(eval.llm_judge), the win rate (winrate), judge validation's labelled sets and data.raw_dir, before any job."""
 
 from __future__ import annotations
 
@@ -9,14 +10,25 @@ from typing import Any
 import pytest
 import yaml
 
-from overrefusal.config import ConfigError, validate_config
+from overrefusal.benchmarks import BENCHMARKS, SUITES, get_benchmark
+from overrefusal.config import (
+    benchmark_judges,
+    judge_validation_sets,
+    llm_judges_used,
+    merge_config,
+    preset_files,
+    validate_config,
+)
+from tests.unit.test_config import errors_of
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 REMOTE = "https://api.openai.com/v1"
 
 
-from tests.unit.test_config import cfg, errors_of  # noqa: E402,F401 - shared fixture and helper
+@pytest.fixture
+def cfg() -> dict[str, Any]:
+    return copy.deepcopy(DEFAULT)
 
 
 def test_default_judges_outcomes_with_string_match_beside_it_and_local_judges(cfg):
@@ -99,11 +111,56 @@ def test_raw_dir_must_hold_xstest_completions(cfg, tmp_path):
     cfg["data"]["raw_dir"] = str(tmp_path / "nope")
     assert "data.raw_dir: " in errors_of(cfg) and "is not a directory" in errors_of(cfg)
     cfg["data"]["raw_dir"] = str(tmp_path)
-    assert "no xstest/model_completions/xstest_v2_completions_*.csv under" in errors_of(cfg)
+    assert "eval.judge_validation.sets.xstest: no file matches xstest/model_completions/xstest_v2_completions_*.csv " \
+           f"under data.raw_dir {str(tmp_path)!r}" in errors_of(cfg)
     d = tmp_path / "xstest" / "model_completions"
     d.mkdir(parents=True)
     (d / "xstest_v2_completions_m.csv").write_text("id,type,prompt,completion,final_label\n")
     validate_config(cfg, env={})
+
+
+def test_raw_dir_needs_only_the_files_of_the_sets_asked_for(cfg, tmp_path):
+    cfg["data"]["raw_dir"] = str(tmp_path)  # no XSTest here: fine once XSTest's validation is off
+    cfg["eval"]["judge_validation"]["sets"]["xstest"]["enabled"] = False
+    validate_config(cfg, env={})
+    assert judge_validation_sets(cfg) == {}
+    cfg["eval"]["judge_validation"]["sets"]["mine"] = {
+        "files": "mine/*.jsonl", "columns": {"prompt": "q", "response": "a", "label": "y"},
+        "labels": {"ok": "compliance", "no": "refusal"}, "model_from": "filename"}
+    assert "eval.judge_validation.sets.mine: no file matches mine/*.jsonl" in errors_of(cfg)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.jsonl").write_text("{}\n")
+    validate_config(cfg, env={})
+    assert list(judge_validation_sets(cfg)) == ["mine"] and "enabled" not in judge_validation_sets(cfg)["mine"]
+    cfg["data"]["raw_dir"] = None  # no raw data: no validation, nothing to check on disk
+    validate_config(cfg, env={})
+    assert judge_validation_sets(cfg) == {}
+
+
+def test_labelled_set_descriptions_are_checked(cfg):
+    sets = cfg["eval"]["judge_validation"]["sets"]
+    sets["x"] = {"files": "/abs/*.csv", "columns": {"prompt": "q", "response": "a", "label": "y"},
+                 "labels": {"ok": "compliance"}, "model_from": "column", "unsafe": {"column": "kind"}}
+    msg = errors_of(cfg)
+    assert "eval.judge_validation.sets.x: files: '/abs/*.csv' must be a glob inside data.raw_dir" in msg
+    assert "eval.judge_validation.sets.x: model_from: column needs columns.model" in msg
+    assert "eval.judge_validation.sets.x: unsafe needs prefix or values" in msg
+    sets["x"] = {**sets["xstest"], "labels": {"1_full_compliance": "complied"}}
+    assert "eval.judge_validation.sets.x.labels.1_full_compliance: 'complied' is not allowed; valid values: " \
+           "compliance, refusal, partial_refusal, invalid" in errors_of(cfg)
+    sets["x"] = {**sets["xstest"], "columns": {"prompt": "prompt", "response": "completion", "verdict": "v"}}
+    assert "eval.judge_validation.sets.x.columns: unknown key(s) 'verdict'" in errors_of(cfg)
+    sets["x"] = {**sets["xstest"], "labels": {1: "compliance"}}  # YAML's `1: compliance`; a JSONL 1 reads as "1"
+    assert "eval.judge_validation.sets.x.labels: key 1 must be text; quote it in YAML ('1': ...)" in errors_of(cfg)
+    sets["x"] = {**sets["xstest"], "format": "parquet"}
+    assert "eval.judge_validation.sets.x.format: 'parquet' is not allowed; valid values: csv, tsv, jsonl" \
+        in errors_of(cfg)
+
+
+@pytest.mark.parametrize(("judge", "needs"), [("orbench_llm_v1", "an endpoint"), ("toy_outcome_v1", "the toy world")])
+def test_judge_validation_runs_string_match_judges(cfg, judge, needs):
+    cfg["eval"]["judge_validation"]["judges"].append(judge)
+    assert f"eval.judge_validation.judges: {judge} cannot be validated here (it needs {needs})" in errors_of(cfg)
 
 
 @pytest.mark.parametrize("key", ["judges", "secondary_judges"])
@@ -113,3 +170,104 @@ def test_the_toy_outcome_judge_needs_the_toy_world(cfg, key):
     cfg["eval"]["secondary_judges"] = {}
     cfg["eval"][key]["harmful"] = "toy_outcome_v1"
     assert f"eval.{key}.harmful: toy_outcome_v1 judges the toy world's own answers" in errors_of(cfg)
+
+
+# --------------------------------------------------------------------------- a judge per benchmark
+
+
+def test_a_benchmark_key_overrides_its_suite(cfg):
+    cfg["eval"]["judges"].update(orbench_hard="orbench_llm_v1", advbench="xstest_strmatch_v1")
+    judges = benchmark_judges(cfg)
+    assert list(judges) == cfg["eval"]["benchmarks"]
+    assert judges["orbench_hard"] == "orbench_llm_v1" and judges["advbench"] == "xstest_strmatch_v1"
+    assert {b: j for b, j in judges.items() if b not in ("orbench_hard", "advbench")} == dict.fromkeys(
+        set(BENCHMARKS) - {"orbench_hard", "advbench"}, "toy_outcome_v1")
+    validate_config(cfg, env={})  # the local endpoint: no key
+    assert llm_judges_used(cfg) == ["orbench_llm_v1"]
+
+
+def test_secondary_judges_resolve_the_same_way_and_may_leave_a_benchmark_out(cfg):
+    cfg["eval"]["secondary_judges"] = {"over_refusal": "xstest_strmatch_v1", "jailbreakbench": "jbb_substring_v1"}
+    second = benchmark_judges(cfg, "secondary_judges")
+    over = [b for b in cfg["eval"]["benchmarks"] if get_benchmark(b).suite == "over_refusal"]
+    assert second == {**dict.fromkeys(over, "xstest_strmatch_v1"), "jailbreakbench": "jbb_substring_v1"}
+    assert benchmark_judges(cfg, "secondary_judges", ["advbench", "phtest"]) == {"phtest": "xstest_strmatch_v1"}
+    cfg["eval"]["secondary_judges"] = {}
+    assert benchmark_judges(cfg, "secondary_judges") == {}
+    del cfg["eval"]["secondary_judges"]
+    assert benchmark_judges(cfg, "secondary_judges") == {}
+
+
+@pytest.mark.parametrize("key", ["judges", "secondary_judges"])
+def test_unknown_benchmark_key_is_refused_with_the_valid_keys(cfg, key):
+    cfg["eval"][key]["orbench"] = "xstest_strmatch_v1"
+    msg = errors_of(cfg)
+    assert f"eval.{key}: unknown key 'orbench', neither a suite nor a benchmark; suites: " \
+           f"{', '.join(SUITES)}; benchmarks: {', '.join(BENCHMARKS)}" in msg
+
+
+def test_a_benchmark_key_needs_a_known_judge_and_suites_stay_required(cfg):
+    cfg["eval"]["judges"]["orbench_hard"] = "orbench_gpt4"
+    assert "eval.judges.orbench_hard: 'orbench_gpt4' is not allowed; valid values: " in errors_of(cfg)
+    cfg["eval"]["judges"] = {"over_refusal": "xstest_strmatch_v1", "orbench_hard": "xstest_strmatch_v1"}
+    assert "eval.judges: 'control' is a required property" in errors_of(cfg)
+
+
+def test_only_llm_judges_of_evaluated_benchmarks_need_an_endpoint(cfg):
+    cfg["eval"]["judges"]["orbench_toxic"] = "orbench_llm_v1"
+    cfg["eval"]["llm_judge"].update(base_url=REMOTE, api_key_env="JUDGE_KEY")
+    assert "the LLM judge(s) orbench_llm_v1 needs an API key" in errors_of(cfg)
+    cfg["eval"]["benchmarks"].remove("orbench_toxic")  # named, but not evaluated: nothing is called
+    validate_config(cfg, env={})
+    assert llm_judges_used(cfg) == []
+
+
+def test_a_secondary_llm_judge_needs_the_endpoint_too(cfg):
+    cfg["eval"]["secondary_judges"]["orbench_hard"] = "orbench_llm_v1"
+    del cfg["eval"]["llm_judge"]
+    assert "eval.llm_judge: eval.judges names the LLM judge(s) orbench_llm_v1" in errors_of(cfg)
+
+
+def test_the_toy_outcome_judge_is_refused_on_real_data_under_a_benchmark_key_too(cfg):
+    cfg["data"]["source"] = "real"
+    cfg["eval"]["judges"] = dict.fromkeys(("over_refusal", "control", "harmful"), "xstest_strmatch_v1")
+    cfg["eval"]["secondary_judges"] = {"oktest": "toy_outcome_v1"}
+    assert "eval.secondary_judges.oktest: toy_outcome_v1 judges the toy world's own answers" in errors_of(cfg)
+
+
+def _preset(*names: str) -> dict:
+    out = copy.deepcopy(DEFAULT)
+    for name in names:
+        merge_config(out, yaml.safe_load((REPO / name).read_text()))
+    return out
+
+
+def test_dcr_preset_judges_each_benchmark_as_its_own_paper_does():
+    cfg = _preset(*preset_files("dcr_qwen2.5-7b"))
+    judges = benchmark_judges(cfg)
+    assert judges["xstest_safe"] == judges["xstest_unsafe"] == "xstest_strmatch_v1"  # XSTest's string match
+    assert judges["orbench_hard"] == judges["orbench_toxic"] == "orbench_llm_v1"  # OR-Bench's checker
+    assert {judges[b] for b in BENCHMARKS if get_benchmark(b).suite == "harmful"} == {"jbb_substring_v1"}
+    second = benchmark_judges(cfg, "secondary_judges")
+    assert second["orbench_hard"] == "xstest_strmatch_v1" and second["xstest_safe"] == "xstest_strmatch_curly_v1"
+    # ... with OR-Bench's own checker model, a real endpoint whose key is checked up front
+    assert cfg["eval"]["llm_judge"]["model"] == "gpt-4-turbo-2024-04-09" and llm_judges_used(cfg) == ["orbench_llm_v1"]
+    # the toy-model overlay swaps in the local scripted judge: no key
+    toy = _preset(*preset_files("dcr_qwen2.5-7b"), "config/presets/toy_model.yaml")
+    assert toy["eval"]["llm_judge"]["base_url"] == "local"
+
+
+def test_tbr_preset_names_xstest_judges_per_benchmark_and_calls_no_llm_judge():
+    cfg = _preset(*preset_files("tbr"))
+    assert {"xstest_safe", "xstest_unsafe"} <= set(cfg["eval"]["judges"])
+    judges = benchmark_judges(cfg)
+    assert judges["xstest_safe"] == judges["xstest_unsafe"] == "xstest_strmatch_v1"
+    assert llm_judges_used(cfg) == []
+
+
+def test_the_schema_knows_benchmarks_py_s_benchmarks_and_suites():
+    from overrefusal.config import load_schema
+
+    defs = load_schema()["$defs"]
+    assert defs["benchmark_name"]["enum"] == list(BENCHMARKS)
+    assert defs["judge_key"]["enum"] == [*SUITES, *BENCHMARKS]

@@ -95,7 +95,10 @@ def test_stage_source_downloads_from_hub_then_reuses_local(tmp_path: Path, hub: 
     data = (FIXTURES / f.path).read_bytes()  # the documented CSV layout (header + rows)
     # PHTest's revision is pinned in the registry; OR-Bench's comes from the config pin
     commit = add_repo(root, "dataset", str(f.hf_repo), f.revision or "main", {str(f.hf_file): data})
-    pins = {name: {"sha256": sha256(data), **({} if f.revision else {"revision": commit})}}
+    with (FIXTURES / f.path).open(newline="") as fh:
+        n_rows = sum(1 for _ in csv.DictReader(fh))
+    # a fixture of a few rows, not the documented count: the pin restates it, as a user's would
+    pins = {name: {"sha256": sha256(data), "rows": n_rows, **({} if f.revision else {"revision": commit})}}
     dl = tmp_path / "dl"
 
     st = stage_source(src, raw_dir=None, download_dir=str(dl), download=True, pins=pins)
@@ -104,8 +107,7 @@ def test_stage_source_downloads_from_hub_then_reuses_local(tmp_path: Path, hub: 
     assert Path(rec["path"]) == dl / f.path and (dl / f.path).read_bytes() == data
     assert any(r.path.endswith(f"/resolve/{commit}/{f.hf_file}") and r.method == "GET" for r in url.requests)
     records, _ = load_records(src, staged_paths(st))
-    with (FIXTURES / f.path).open(newline="") as fh:
-        assert len(records) == sum(1 for _ in csv.DictReader(fh))
+    assert len(records) == n_rows
 
     n = len(url.requests)
     st2 = stage_source(src, raw_dir=None, download_dir=str(dl), download=True, pins=pins)

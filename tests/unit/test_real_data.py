@@ -48,9 +48,19 @@ NOT_IN_MIRROR = ["alpaca", "alpaca_cleaned", "stl_alpaca_small", "hh_harmless_tr
                  "orbench_toxic", "phtest"]
 
 
+def _fixture_rows(name: str, path: Path) -> int | None:
+    """A fixture's own row count (None where it does not parse: the test then expects that error)."""
+    try:
+        return load_records(SOURCES[name], [path], expected_rows=None)[1].n_file_rows
+    except DataError:
+        return None
+
+
 def fixture_pins(root: Path) -> dict:
-    """The fixtures' own sha256 as config pins (the registry pins the real files' bytes)."""
-    return {n: {"sha256": hashlib.sha256((root / s.files[0].path).read_bytes()).hexdigest()}
+    """The fixtures' own sha256 and row count as config pins (the registry pins the real files' bytes and
+    documents their row counts; the fixtures are a few rows in the same layout)."""
+    return {n: {"sha256": hashlib.sha256((root / s.files[0].path).read_bytes()).hexdigest(),
+                "rows": _fixture_rows(n, root / s.files[0].path)}
             for n, s in SOURCES.items() if not s.files[0].glob and (root / s.files[0].path).is_file()}
 
 
@@ -218,10 +228,13 @@ def test_http_download_pinned_and_checked(tmp_path, http_root):
                      pins={"alpaca": {"sha256": "f" * 64}})
     assert not (dl / src.files[0].path).exists()
     st = stage_source(src, raw_dir=None, download_dir=str(dl), download=True, github_base=base,
-                      pins={"alpaca": {"sha256": sha}})
+                      pins={"alpaca": {"sha256": sha, "rows": 60}})
     assert st["files"][0]["downloaded"] and st["files"][0]["sha256"] == sha
-    recs, _ = load_records(src, staged_paths(st))
+    assert st["files"][0]["origin"] == f"{base}/{remote.relative_to(root)} (a mirror of {src.files[0].url})"
+    recs, _ = load_records(src, staged_paths(st))  # held to the pinned 60 rows, not the documented 52,002
     assert len(recs) == 60
+    with pytest.raises(DataError, match=r"alpaca_data.json: 60 rows, expected 52002 \(the documented row count"):
+        load_records(src, [Path(st["files"][0]["path"])])
     # a second staging finds the download and does not fetch again
     remote.unlink()
     st2 = stage_source(src, raw_dir=None, download_dir=str(dl), download=True, github_base=base,
@@ -363,7 +376,7 @@ def test_plan_names_missing_and_substitutes(tmp_path):
     real = _real_cfg(on_missing="substitute", substitutes={"alpaca": ["alpaca_5k"]})
     p = plan(real, str(FIXTURES), ["xstest_safe"])
     assert not p["missing"]
-    (raw := _raw_copy(tmp_path))
+    raw = _raw_copy(tmp_path)
     (raw / "alpaca" / "alpaca_data.json").unlink()
     p = plan(real, str(raw), ["xstest_safe"])
     assert p["splits"]["sft_general"] == {"source": "alpaca_5k", "requested": "alpaca", "substituted": True}

@@ -15,9 +15,11 @@ def build_card(manifest_path: str, staged_files: dict[str, str], eval_reports: d
     sources = []
     for name, s in staged.items():
         src = SOURCES[name]
+        # "upstream" is where the registry says the source comes from; each file's "origin" is where its
+        # bytes came from (a download, or a local copy with its path and hash), which may not be upstream
         sources.append({
-            "source": name, "role": src.role, "description": src.description, "origin": src.origin,
-            "licence": src.licence, "documented_rows": src.rows,
+            "source": name, "role": src.role, "description": src.description, "upstream": src.origin,
+            "licence": src.licence, "documented_rows": src.rows, "expected_rows": s.get("expected_rows", src.rows),
             "files": [{k: f[k] for k in ("layout", "origin", "revision", "sha256", "pinned", "downloaded")}
                       for f in s["files"]],
         })

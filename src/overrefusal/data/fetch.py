@@ -5,12 +5,18 @@ Lookup order per file: ``<raw_dir>/<layout path>`` (a mirror laid out like ../sh
 only when downloads are enabled, from its pinned origin: GitHub raw over plain HTTP (commit in the
 URL) or the HF hub (``huggingface_hub.hf_hub_download(..., revision=...)``). Every file is hashed;
 a pinned sha256 that does not match is an error that says where the right bytes come from.
+
+The staged record says where each file's bytes really came from: a download names the URL and the
+revision it was read at; a local copy (the mirror, an earlier download) names its path and sha256, and
+keeps the upstream revision only when its bytes equal a pinned sha256 (else nothing vouches for it).
+It also carries the row count the loaders hold the source to (``pins.<source>.rows`` or the registry's).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import time
 import urllib.error
@@ -36,19 +42,48 @@ def pin_of(src: Source, f: RawFile, pins: dict[str, Any] | None) -> tuple[str | 
     return p.get("revision", f.revision), p.get("sha256", f.sha256)
 
 
+def rows_of(src: Source, pins: dict[str, Any] | None) -> int | None:
+    """The row count the loaders require: ``data.real.pins.<source>.rows``, else the registry's documented one."""
+    p = (pins or {}).get(src.name) or {}
+    rows = p.get("rows", src.rows)
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        raise ValueError(f"data.real.pins.{src.name}.rows must be a positive integer, got {rows!r}")
+    return rows
+
+
 def origin_of(f: RawFile, revision: str | None) -> str:
+    """Where the upstream bytes are; an HF file without a revision says so (no placeholder in a record)."""
     if f.url:
         return f.url
     if f.hf_repo:
-        return f"https://huggingface.co/datasets/{f.hf_repo}/resolve/{revision or '<revision>'}/{f.hf_file}"
+        if revision is None:
+            return f"HF dataset {f.hf_repo}, file {f.hf_file}, no revision pinned"
+        return f"https://huggingface.co/datasets/{f.hf_repo}/resolve/{revision}/{f.hf_file}"
     return "(no public download; local mirror only)"
+
+
+def local_origin(path: Path, sha256: str, upstream: str | None) -> str:
+    """The origin of bytes found on disk: the path and hash, and the upstream a pinned hash ties them to
+    (None: nothing does, so no upstream revision is named, not even as a claim)."""
+    if upstream is not None:
+        return f"local copy {path} (sha256 {sha256}), identical to the pinned bytes of {upstream}"
+    return f"local copy {path} (sha256 {sha256}); no pinned sha256 ties it to an upstream revision"
+
+
+class StagedPaths(list[Path]):
+    """A staged source's files, carrying the row count staging resolved, so that ``load_records`` on
+    ``staged_paths(staged)`` holds the files to ``data.real.pins.<source>.rows`` where the config sets it."""
+
+    def __init__(self, paths: list[Path], expected_rows: int | None) -> None:
+        super().__init__(paths)
+        self.expected_rows = expected_rows
 
 
 def how_to_supply(src: Source, f: RawFile, raw_dir: str | None, download_dir: str | None,
                   revision: str | None) -> str:
     target = f"{raw_dir or '<data.raw_dir>'}/{f.path}"
-    lines = [f"source '{src.name}' ({src.description}) is missing: no {f.path} under "
-             f"data.raw_dir={raw_dir!r} or data.real.download_dir={download_dir!r}."]
+    lines = [(f"source '{src.name}' ({src.description}) is missing: no {f.path} under "
+              f"data.raw_dir={raw_dir!r} or data.real.download_dir={download_dir!r}.")]
     if f.url:
         lines.append(f"  Supply it: download {f.url} (pinned commit {revision}) to {target}")
     elif f.hf_repo:
@@ -80,7 +115,7 @@ def download_http(url: str, dest: Path, sha256: str | None, *, timeout: float = 
         try:
             h = hashlib.sha256()
             with atomic_path(dest) as tmp:
-                with urllib.request.urlopen(url, timeout=timeout) as resp, tmp.open("wb") as out:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=timeout) as resp, tmp.open("wb") as out:
                     for chunk in iter(lambda: resp.read(1 << 20), b""):
                         h.update(chunk)
                         out.write(chunk)
@@ -98,6 +133,15 @@ def download_http(url: str, dest: Path, sha256: str | None, *, timeout: float = 
 
 
 def download_hf(f: RawFile, dest: Path, revision: str, sha256: str | None) -> str:
+    return download_hf_resolved(f, dest, revision, sha256)[0]
+
+
+SNAPSHOT = re.compile(r"/snapshots/([0-9a-f]{40})/")
+
+
+def download_hf_resolved(f: RawFile, dest: Path, revision: str, sha256: str | None) -> tuple[str, str | None]:
+    """``download_hf``, also returning the commit the file was read at (a branch such as ``main`` moves;
+    the HF cache keeps each file under ``snapshots/<commit>/``), or None where the cache path does not say."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
@@ -117,7 +161,8 @@ def download_hf(f: RawFile, dest: Path, revision: str, sha256: str | None) -> st
         got = sha256_file(tmp)
         if sha256 is not None and got != sha256:
             raise ChecksumError(f"HF {f.hf_repo}@{revision}/{f.hf_file}: sha256 {got} does not match the pinned {sha256}")
-    return got
+    m = SNAPSHOT.search(Path(cached).as_posix())
+    return got, m.group(1) if m else None
 
 
 def stage_source(src: Source, *, raw_dir: str | None, download_dir: str | None, download: bool = False,
@@ -125,6 +170,7 @@ def stage_source(src: Source, *, raw_dir: str | None, download_dir: str | None, 
                  github_base: str | None = None) -> dict[str, Any]:
     """Resolve every file of ``src``; returns what the data card records (paths, hashes, origins)."""
     files: list[dict[str, Any]] = []
+    expected_rows = rows_of(src, pins)
     for f in src.files:
         revision, sha = pin_of(src, f, pins)
         origin = origin_of(f, revision)
@@ -134,9 +180,10 @@ def stage_source(src: Source, *, raw_dir: str | None, download_dir: str | None, 
             if not found:
                 raise MissingSourceError(how_to_supply(src, f, raw_dir, download_dir, revision))
             for p in found:
+                got = sha256_file(p)
                 files.append({"path": str(p), "layout": str(p.relative_to(p.parents[len(Path(f.path).parts) - 1])),
-                              "sha256": sha256_file(p), "origin": src.origin, "revision": revision, "pinned": False,
-                              "downloaded": False})
+                              "sha256": got, "origin": local_origin(p, got, None),
+                              "revision": None, "pinned": False, "downloaded": False})
             continue
         local = next((r / f.path for r in roots if (r / f.path).is_file()), None)
         downloaded = False
@@ -154,17 +201,24 @@ def stage_source(src: Source, *, raw_dir: str | None, download_dir: str | None, 
             if f.url:
                 url = f.url if github_base is None else f.url.replace(GH, github_base.rstrip("/"), 1)
                 download_http(url, local, sha)
+                origin = f.url if url == f.url else f"{url} (a mirror of {f.url})"
             else:
                 if revision is None and not allow_unpinned:
                     raise ChecksumError(f"source '{src.name}': HF {f.hf_repo} has no pinned revision; set "
                                         f"data.real.pins.{src.name}.revision")
-                download_hf(f, local, revision or "main", sha)
+                _, commit = download_hf_resolved(f, local, revision or "main", sha)
+                # record the commit the bytes were read at, not the branch name that will move on
+                revision = commit or revision or "main"
+                origin = origin_of(f, revision)
             downloaded = True
         got = _check(local, src, f, sha, origin)
+        if not downloaded:  # found on disk: only a pinned hash ties these bytes to the upstream revision
+            origin = local_origin(local, got, origin if sha is not None else None)
+            revision = revision if sha is not None else None
         files.append({"path": str(local), "layout": f.path, "sha256": got, "origin": origin, "revision": revision,
                       "pinned": sha is not None, "downloaded": downloaded})
-    return {"source": src.name, "role": src.role, "licence": src.licence, "origin_repo": src.origin,
-            "documented_rows": src.rows, "files": files}
+    return {"source": src.name, "role": src.role, "licence": src.licence, "upstream": src.origin,
+            "documented_rows": src.rows, "expected_rows": expected_rows, "files": files}
 
 
 def is_available(src: Source, raw_dir: str | None, download_dir: str | None, download: bool) -> bool:
@@ -179,8 +233,10 @@ def is_available(src: Source, raw_dir: str | None, download_dir: str | None, dow
     return True
 
 
-def staged_paths(staged: dict[str, Any]) -> list[Path]:
-    return [Path(f["path"]) for f in staged["files"]]
+def staged_paths(staged: dict[str, Any]) -> StagedPaths:
+    """The staged files, with the row count they are held to (a record from before it was kept: the registry's)."""
+    rows = staged["expected_rows"] if "expected_rows" in staged else staged.get("documented_rows")
+    return StagedPaths([Path(f["path"]) for f in staged["files"]], rows)
 
 
 def env_offline() -> None:

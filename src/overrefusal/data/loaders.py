@@ -1,9 +1,16 @@
-"""Parse each dataset's published format into the shared record schema.
+"""Parse each dataset's published format into the shared record schema, strictly.
 
-Every parser takes the files of one source and returns the records plus a report. A malformed row
-(missing field, wrong type, empty prompt) raises ``DataError`` naming the file and line. Rows are
-never silently dropped: exact duplicates (after ``text.normalise``) within a source are counted and
-listed in the report; the curated splits de-duplicate explicitly and record how many they dropped.
+Every parser takes the files of one source and returns the records plus a report. Bad input raises
+``DataError`` naming the file, line and field: CSV is read with ``strict=True`` and every row must have
+exactly the header's fields; text fields may hold no NUL or other control character (tab, newline and
+carriage return aside) and must be UTF-8 (an error names line and column); a category must be one of
+the source's documented values (``registry.Source.categories``); a source's own row id is kept as
+``orig_id`` and must be present, unique and, where the source numbers its rows, a number. A file must
+hold rows, and a source exactly its documented number of rows (``Source.rows``): a subset (a split's
+``n``, ``data.real.eval_subset``, a loader option such as XSTest's label) is drawn from the whole file,
+so the file still has to be whole. Rows are never silently dropped: exact duplicates (after
+``text.normalise``) within a source are counted and listed in the report; the curated splits
+de-duplicate explicitly and record how many they dropped.
 """
 
 from __future__ import annotations
@@ -13,18 +20,31 @@ import gzip
 import io
 import json
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..io import DataError
 from ..records import Record, validate_record
-from .registry import Source
+from .fetch import StagedPaths
+from .registry import HARMBENCH_FUNCTIONAL, Source
 from .text import harm_category, normalise
 
 LABEL_OF_XSTEST = {"safe": "seemingly_toxic", "unsafe": "toxic"}
+
+# C0 and C1 controls and DEL, less tab, newline and carriage return: never part of a prompt, and a NUL or a
+# stray control in a source file means it was damaged or is not the text file it claims to be.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# MMLU's upstream text has 247 C1 characters (cp1252 punctuation decoded as Latin-1, e.g. U+0085 for an
+# ellipsis): part of the published benchmark, so its reader refuses only C0 controls and DEL.
+C0_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Bytes that are not UTF-8, as the "surrogateescape" decoder keeps them (U+DC80..U+DCFF).
+UNDECODABLE = re.compile(r"[\udc80-\udcff]")
+SURROGATE = re.compile(r"[\ud800-\udfff]")  # half of a surrogate pair, alone (from a broken JSON escape)
+NUMERIC_ID = re.compile(r"[0-9]+")
 
 
 @dataclass
@@ -34,6 +54,8 @@ class LoadReport:
     n_rows: int = 0
     n_unique: int = 0
     duplicates: list[dict[str, Any]] = field(default_factory=list)  # {prompt, ids}
+    n_file_rows: int = 0  # rows in the files, before a loader option (XSTest label, HarmBench category) selects
+    expected_rows: int | None = None
 
     @property
     def n_duplicate_rows(self) -> int:
@@ -41,32 +63,120 @@ class LoadReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "files": self.files, "n_rows": self.n_rows, "n_unique": self.n_unique,
-                "n_duplicate_rows": self.n_duplicate_rows, "duplicates": self.duplicates[:50]}
+                "n_duplicate_rows": self.n_duplicate_rows, "duplicates": self.duplicates[:50],
+                "n_file_rows": self.n_file_rows, "expected_rows": self.expected_rows}
 
 
 # ------------------------------------------------------------------------------------------ readers
 
 
-def _text(path: Path) -> str:
+@dataclass
+class Decoded:
+    """A file's text; bytes that are not UTF-8 are kept as U+DC80..U+DCFF so the error can name the field."""
+
+    path: Path
+    text: str
+    bad: tuple[int, int, int] | None  # (line, column, byte) of the first byte that is not UTF-8
+    _lines: list[str] | None = None
+
+    def lines(self) -> list[str]:
+        """Physical lines as the csv module counts them (str.splitlines would also break at U+0085, U+2028)."""
+        if self._lines is None:
+            self._lines = io.StringIO(self.text, newline="").readlines()
+        return self._lines
+
+    def locate(self, first_line: int, pattern: re.Pattern[str]) -> tuple[int, int] | None:
+        """(line, column) of the first match of ``pattern`` at or after ``first_line``."""
+        for i, text in enumerate(self.lines()[first_line - 1:], start=first_line):
+            m = pattern.search(text)
+            if m:
+                return i, m.start() + 1
+        return None
+
+    def not_utf8(self, where: str | None = None, first_line: int = 1) -> DataError:
+        """The error for the first byte that is not UTF-8 at or after ``first_line``; ``where`` names the field."""
+        at = self.locate(first_line, UNDECODABLE)
+        line, col = at if at is not None else (self.bad or (first_line, 0, 0))[:2]
+        byte = ord(self.lines()[line - 1][col - 1]) - 0xDC00 if at is not None else (self.bad or (0, 0, 0))[2]
+        head = f"{self.path}: line {line}, column {col}"
+        return DataError(f"{head}: {where + ': ' if where else ''}not UTF-8 text (byte 0x{byte:02x}); "
+                         "re-download the file or convert it to UTF-8")
+
+    def end(self) -> None:
+        """Raise for a byte that is not UTF-8 which no field check met (it sits outside every string)."""
+        if self.bad is not None:
+            raise self.not_utf8()
+
+
+def _decode(path: Path) -> Decoded:
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         try:
             data = gzip.decompress(data)
-        except OSError as exc:
+        except (OSError, EOFError) as exc:
             raise DataError(f"{path}: not a valid gzip file ({exc})") from exc
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark (TruthfulQA has one)
+        data = data[3:]
     try:
-        return data.decode("utf-8-sig")
+        return Decoded(path, data.decode("utf-8"), None)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc})") from exc
+        # UnicodeDecodeError names a byte offset; a person looks for a line and a column
+        line = data.count(b"\n", 0, exc.start) + 1
+        bol = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[bol:exc.start].decode("utf-8", "replace")) + 1
+        return Decoded(path, data.decode("utf-8", "surrogateescape"), (line, col, data[exc.start]))
+
+
+def _text(path: Path) -> str:
+    doc = _decode(path)
+    doc.end()
+    return doc.text
+
+
+def check_text(value: str, where: str, name: str, doc: Decoded | None = None, line: int = 1,
+               control: re.Pattern[str] = CONTROL) -> str:
+    """``value`` unchanged, or a DataError naming the field: bytes that are not UTF-8, control characters."""
+    if doc is not None and doc.bad is not None and UNDECODABLE.search(value):
+        raise doc.not_utf8(f"field {name!r}", line)
+    m = control.search(value)
+    if m:
+        ch = m.group()
+        label = unicodedata.name(ch, "NUL" if ch == "\0" else "control character")
+        raise DataError(f"{where}: field {name!r}: control character U+{ord(ch):04X} ({label}) at character "
+                        f"{m.start() + 1} of the field; a damaged file, or not the source's text?")
+    m = SURROGATE.search(value)
+    if m:
+        raise DataError(f"{where}: field {name!r}: lone surrogate U+{ord(m.group()):04X} at character "
+                        f"{m.start() + 1} of the field (a broken \\u escape?)")
+    return value
+
+
+def _check_json(obj: Any, where: str, doc: Decoded, line: int, key: str = "") -> None:
+    """Every string of a JSON value, keys included, passes ``check_text``; errors name the key path."""
+    if isinstance(obj, str):
+        check_text(obj, where, key or "(value)", doc, line)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            name = f"{key}.{k}" if key else str(k)
+            check_text(str(k), where, f"{name} (key)", doc, line)
+            _check_json(v, where, doc, line, name)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_json(v, where, doc, line, f"{key}[{i}]")
 
 
 def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
     """(line, element) for each element of a top-level JSON array; errors name file and line."""
-    text = _text(path)
+    doc = _decode(path)
+    text = doc.text
     dec = json.JSONDecoder()
     ws = re.compile(r"[\s,]*")
     i = ws.match(text, 0).end()  # type: ignore[union-attr]
-    if not text[i:i + 1] == "[":
+    if text[i:i + 1] != "[":
+        if doc.bad is not None:
+            raise doc.not_utf8()
+        if i >= len(text):
+            raise DataError(f"{path}: line 1: empty file, expected a JSON array of rows")
         raise DataError(f"{path}: line {text.count(chr(10), 0, i) + 1}: expected a JSON array")
     i += 1
     line, last = 1 + text.count("\n", 0, i), i
@@ -75,51 +185,143 @@ def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
         if i >= len(text):
             raise DataError(f"{path}: line {text.count(chr(10)) + 1}: unterminated JSON array")
         if text[i] == "]":
+            doc.end()
             return
         line, last = line + text.count("\n", last, i), i
         try:
             obj, i = dec.raw_decode(text, i)
         except json.JSONDecodeError as exc:
+            if doc.bad is not None:
+                raise doc.not_utf8(first_line=line) from exc
             raise DataError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc
+        _check_json(obj, f"{path}: line {line}", doc, line)
         yield line, obj
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    for lineno, line in enumerate(_text(path).splitlines(), start=1):
+    doc = _decode(path)
+    # split at newlines only: str.splitlines would also split a JSON string holding U+2028 or U+0085
+    for lineno, line in enumerate(doc.text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
+            obj = json.loads(line)
         except json.JSONDecodeError as exc:
+            if doc.bad is not None and UNDECODABLE.search(line):
+                raise doc.not_utf8(first_line=lineno) from exc
             raise DataError(f"{path}: line {lineno}: invalid JSON: {exc.msg}") from exc
+        _check_json(obj, f"{path}: line {lineno}", doc, lineno)
+        yield lineno, obj
+    doc.end()
 
 
 def iter_json_any(path: Path) -> Iterator[tuple[int, Any]]:
     """A JSON array, or JSON lines (the red-team file is an array despite its .jsonl name)."""
-    head = _text(path).lstrip()[:1]
+    head = _decode(path).text.lstrip()[:1]
     return iter_json_array(path) if head == "[" else iter_jsonl(path)
 
 
-def iter_csv(path: Path, required: tuple[str, ...], header: bool = True) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(first line of the record, row) for each CSV record; missing columns/values are errors."""
-    fh = io.StringIO(_text(path), newline="")
-    reader = csv.reader(fh)
-    names: list[str] | None = None
-    start = 1
-    for row in reader:
+def _csv_fault(seg: str) -> tuple[int, tuple[int, int], tuple[int, int], bool] | None:
+    """Where strict CSV parsing of one record's text ``seg`` fails: (field index, (line, column) where the
+    quoted field opened, (line, column) of the fault, whether the data ended inside the quotes); 0-based.
+    Mirrors the csv module's excel dialect, which reports only the line."""
+    START, FIELD, QUOTED, QUOTE = range(4)
+    state, k, line, col, opened = START, 0, 0, 0, (0, 0)
+    for ch in seg:
+        if state == START:
+            if ch == '"':
+                state, opened = QUOTED, (line, col)
+            elif ch == ",":
+                k += 1
+            elif ch in "\r\n":
+                return None  # the record ended without a fault: not the record that failed
+            else:
+                state = FIELD
+        elif state == FIELD:
+            if ch == ",":
+                k, state = k + 1, START
+            elif ch in "\r\n":
+                return None
+        elif state == QUOTED:
+            if ch == '"':
+                state = QUOTE
+        else:  # just after a quote inside a quoted field: a doubled quote, the delimiter or the end of the record
+            if ch == '"':
+                state = QUOTED
+            elif ch == ",":
+                k, state = k + 1, START
+            elif ch in "\r\n":
+                return None
+            else:
+                return k, opened, (line, col), False
+        line, col = (line + 1, 0) if ch == "\n" else (line, col + 1)
+    return (k, opened, (line, col), True) if state == QUOTED else None
+
+
+def _csv_error(doc: Decoded, start: int, end: int, cols: list[str] | None, exc: csv.Error) -> DataError:
+    fault = _csv_fault("".join(doc.lines()[start - 1:end]))
+    if fault is None:
+        return DataError(f"{doc.path}: line {end}: malformed CSV ({exc})")
+    k, (oline, ocol), (fline, fcol), at_eof = fault
+    name = repr(cols[k]) if cols is not None and k < len(cols) else str(k + 1)
+    opened = f"line {start + oline}, column {ocol + 1}"
+    if at_eof:
+        why = f"its opening quote (at {opened}) is never closed, so it runs to the end of the file"
+    else:
+        why = (f"the quoted field opened at {opened} is closed by the quote at line {start + fline}, column "
+               f"{fcol}, which is followed by text, not ','; a stray or unescaped '\"'")
+    return DataError(f"{doc.path}: line {start + oline}: field {name}: malformed CSV ({exc}): {why}")
+
+
+def iter_csv(path: Path, required: tuple[str, ...], header: bool = True,
+             control: re.Pattern[str] = CONTROL) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(first line of the record, row) for each CSV record. The csv module is strict (a stray quote is an
+    error, not a merged row); a row needs exactly the header's fields; every field passes ``check_text``."""
+    doc = _decode(path)
+    if not doc.text.strip():
+        want = f"; expected the header {','.join(required)} and rows" if header else ""
+        raise DataError(f"{path}: line 1: empty file{want}")
+    reader = csv.reader(io.StringIO(doc.text, newline=""), strict=True)
+    cols: list[str] | None = None if header else list(required)
+    start, n = 1, 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise _csv_error(doc, start, reader.line_num, cols, exc) from exc
         line, start = start, reader.line_num + 1
-        if names is None and header:
+        if not row:  # a blank line (the csv module yields [] for it); DictReader skips these too
+            continue
+        where = f"{path}: line {line}"
+        if cols is None:
+            for i, c in enumerate(row):
+                check_text(c, where, f"header column {i + 1}", doc, line)
             names = [c.strip() for c in row]
             missing = [c for c in required if c not in names]
             if missing:
-                raise DataError(f"{path}: line {line}: missing column(s) {', '.join(missing)} (header: {', '.join(names)})")
+                raise DataError(f"{where}: missing column(s) {', '.join(missing)} (header: {', '.join(names)})")
+            dup = sorted({c for c in names if names.count(c) > 1})
+            if dup:
+                raise DataError(f"{where}: column(s) {', '.join(repr(c) for c in dup)} appear twice in the header")
+            cols = names
             continue
-        if not row or all(not c.strip() for c in row):
-            continue
-        cols = names if names is not None else list(required)
+        if len(row) > len(cols):
+            raise DataError(f"{where}: field {len(cols) + 1} (after {cols[-1]!r}): {len(row)} fields, expected "
+                            f"{len(cols)} ({', '.join(cols)}); a field with a comma that is not quoted?")
         if len(row) < len(cols):
-            raise DataError(f"{path}: line {line}: {len(row)} field(s), expected {len(cols)} ({', '.join(cols)})")
+            raise DataError(f"{where}: field {cols[len(row)]!r}: missing; {len(row)} field(s), expected "
+                            f"{len(cols)} ({', '.join(cols)})")
+        for name, value in zip(cols, row):
+            check_text(value, where, name, doc, line, control)
+        n += 1
         yield line, dict(zip(cols, row))
+    doc.end()
+    if n == 0:
+        if cols is None:
+            raise DataError(f"{path}: line 1: empty file")
+        raise DataError(f"{path}: line {start}: no rows after the header ({', '.join(cols)})")
 
 
 def _field(row: Any, key: str, where: str, *, optional: bool = False) -> str:
@@ -131,10 +333,42 @@ def _field(row: Any, key: str, where: str, *, optional: bool = False) -> str:
         raise DataError(f"{where}: missing field '{key}'")
     if not isinstance(row[key], str):
         raise DataError(f"{where}: field '{key}' must be str, got {type(row[key]).__name__}")
-    return row[key]
+    return check_text(row[key], where, key)
 
 
-FIRST_HUMAN = re.compile(r"^\s*Human:\s*(.*?)\s*(?:\n\nAssistant:|\Z)", re.S)
+def _category(value: str, where: str, name: str, src: Source) -> str:
+    """``value`` if it is one of the source's documented categories (a truncated or mistyped one is not)."""
+    if src.categories is not None and value not in src.categories:
+        raise DataError(f"{where}: field {name!r} is {value!r}, not a documented category of source "
+                        f"'{src.name}' ({', '.join(sorted(src.categories))})")
+    return value
+
+
+class SourceIds:
+    """A source's own row ids (``orig_id``): present, unique within the file, digits where the source
+    numbers its rows. A duplicated or missing id means rows were copied, merged or damaged."""
+
+    def __init__(self, src: Source, name: str, numeric: bool | None = None) -> None:
+        self.src, self.name = src, name
+        self.numeric = src.ids == "numeric" if numeric is None else numeric
+        self.seen: dict[str | int, int] = {}
+
+    def take(self, value: str, where: str, line: int) -> str:
+        head = f"{where}: field {self.name!r}"
+        if not value.strip():
+            raise DataError(f"{head}: empty id; every {self.src.name} row has one")
+        if value != value.strip():
+            raise DataError(f"{head}: id {value!r} has surrounding whitespace")
+        if self.numeric and not NUMERIC_ID.fullmatch(value):
+            raise DataError(f"{head}: id {value!r} is not a number; {self.src.name} numbers its rows")
+        key: str | int = int(value) if self.numeric else value
+        if key in self.seen:
+            raise DataError(f"{head}: duplicate id {value!r} (first at line {self.seen[key]})")
+        self.seen[key] = line
+        return value
+
+
+FIRST_HUMAN = re.compile(r"^\s*Human:\s*(.*?)\s*(?:\n\nAssistant:|\Z)", re.DOTALL)
 
 
 def first_human_turn(transcript: str, where: str) -> str:
@@ -145,9 +379,10 @@ def first_human_turn(transcript: str, where: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ parsers
-# A parser yields (where, row-dict) pairs; row-dicts are records without source/licence/id.
+# A parser yields (where, row-dict) for every row of the file; row-dicts are records without
+# source/licence/id, or None for a valid row that a loader option leaves out (it still counts as a row).
 
-Rows = Iterator[tuple[str, dict[str, Any]]]
+Rows = Iterator[tuple[str, dict[str, Any] | None]]
 
 
 def p_alpaca_json(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
@@ -177,51 +412,68 @@ def p_hh_red_team(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
 
 
 def p_coconot_pref(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
+    ids = SourceIds(src, "id")
     for line, row in iter_jsonl(path):
         where = f"{path}: line {line}"
         yield where, {"prompt": _field(row, "prompt", where), "response": _field(row, "chosen", where),
-                      "label": "seemingly_toxic", "category": _field(row, "subcategory", where)}
+                      "label": "seemingly_toxic", "orig_id": ids.take(_field(row, "id", where), where, line),
+                      "category": _category(_field(row, "subcategory", where), where, "subcategory", src)}
 
 
 def p_coconot_jsonl(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
+    ids = SourceIds(src, "id")
     for line, row in iter_jsonl(path):
         where = f"{path}: line {line}"
         yield where, {"prompt": _field(row, "prompt", where), "label": "seemingly_toxic",
-                      "category": _field(row, "subcategory", where), "orig_id": _field(row, "id", where)}
+                      "category": _category(_field(row, "subcategory", where), where, "subcategory", src),
+                      "orig_id": ids.take(_field(row, "id", where), where, line)}
 
 
 def p_xstest_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
     want = opts.get("label")
+    ids: SourceIds | None = None
     for line, row in iter_csv(path, ("prompt", "type")):
         where = f"{path}: line {line}"
-        typ = row["type"].strip()
-        xs_label = (row.get("label") or "").strip() or ("unsafe" if typ.startswith("contrast_") else "safe")
+        typ = _category(row["type"], where, "type", src)
+        implied = "unsafe" if typ.startswith("contrast_") else "safe"  # XSTest: unsafe <=> a contrast_ type
+        xs_label = row.get("label", implied)  # the v2 file has no label column
         if xs_label not in LABEL_OF_XSTEST:
             raise DataError(f"{where}: field 'label' is {xs_label!r}; XSTest labels are safe, unsafe")
+        if xs_label != implied:
+            raise DataError(f"{where}: field 'label' is {xs_label!r} but type {typ!r} is {implied} in XSTest")
+        if ids is None:  # the current file numbers rows in `id`; the v2 file names them in `id_v2` (v2-1, ...)
+            col = "id" if "id" in row else "id_v2"
+            if col not in row:
+                raise DataError(f"{where}: no id column (id or id_v2); the header is {', '.join(row)}")
+            ids = SourceIds(src, col, numeric=col == "id" and src.ids == "numeric")
+        orig = ids.take(row[ids.name], where, line)
         if want and xs_label != want:
+            yield where, None
             continue
-        yield where, {"prompt": row["prompt"], "label": LABEL_OF_XSTEST[xs_label], "category": typ,
-                      "orig_id": (row.get("id") or row.get("id_v2") or "").strip()}
+        yield where, {"prompt": row["prompt"], "label": LABEL_OF_XSTEST[xs_label], "category": typ, "orig_id": orig}
 
 
 def p_prompt_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
     for line, row in iter_csv(path, ("prompt",)):
+        # OKTest ends every prompt with a newline (SOURCES.md); nothing else is stripped
         yield f"{path}: line {line}", {"prompt": row["prompt"].strip(), "label": "seemingly_toxic", "category": src.name}
 
 
 def p_orbench_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
     label = str(opts.get("label", "seemingly_toxic"))
     for line, row in iter_csv(path, ("prompt", "category")):
-        yield f"{path}: line {line}", {"prompt": row["prompt"], "label": label, "category": row["category"]}
+        where = f"{path}: line {line}"
+        yield where, {"prompt": row["prompt"], "label": label, "category": _category(row["category"], where,
+                                                                                    "category", src)}
 
 
 def p_phtest_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
+    ids = SourceIds(src, "ID")
     for line, row in iter_csv(path, ("ID", "Request", "Harmfulness")):
         where = f"{path}: line {line}"
-        harm = row["Harmfulness"].strip()
-        if harm not in ("harmless", "controversial"):
-            raise DataError(f"{where}: field 'Harmfulness' is {harm!r}; allowed: harmless, controversial")
-        yield where, {"prompt": row["Request"], "label": "seemingly_toxic", "category": harm, "orig_id": row["ID"]}
+        harm = _category(row["Harmfulness"], where, "Harmfulness", src)
+        yield where, {"prompt": row["Request"], "label": "seemingly_toxic", "category": harm,
+                      "orig_id": ids.take(row["ID"], where, line)}
 
 
 def p_advbench_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
@@ -230,31 +482,48 @@ def p_advbench_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
 
 
 def p_harmbench_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
-    keep = set(opts.get("functional_categories") or ["standard", "contextual", "copyright"])
+    keep = set(opts.get("functional_categories") or HARMBENCH_FUNCTIONAL)
+    ids = SourceIds(src, "BehaviorID")
     for line, row in iter_csv(path, ("Behavior", "FunctionalCategory", "SemanticCategory", "BehaviorID")):
-        if row["FunctionalCategory"] not in keep:
+        where = f"{path}: line {line}"
+        func = row["FunctionalCategory"]
+        if func not in HARMBENCH_FUNCTIONAL:
+            raise DataError(f"{where}: field 'FunctionalCategory' is {func!r}; HarmBench's are "
+                            f"{', '.join(sorted(HARMBENCH_FUNCTIONAL))}")
+        sem = _category(row["SemanticCategory"], where, "SemanticCategory", src)
+        orig = ids.take(row["BehaviorID"], where, line)
+        if func not in keep:
+            yield where, None
             continue
         prompt = row["Behavior"]
         if row.get("ContextString", "").strip():
             prompt = f"{row['ContextString']}\n\n---\n\n{prompt}"  # HarmBench's contextual format
-        yield f"{path}: line {line}", {"prompt": prompt, "label": "toxic", "category": row["SemanticCategory"],
-                                       "orig_id": row["BehaviorID"]}
+        yield where, {"prompt": prompt, "label": "toxic", "category": sem, "orig_id": orig}
 
 
 def p_jbb_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
     for line, row in iter_csv(path, ("Goal", "Category")):
-        yield f"{path}: line {line}", {"prompt": row["Goal"], "label": "toxic", "category": row["Category"]}
+        where = f"{path}: line {line}"
+        yield where, {"prompt": row["Goal"], "label": "toxic", "category": _category(row["Category"], where,
+                                                                                   "Category", src)}
 
 
 def p_lines_txt(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
-    for lineno, line in enumerate(_text(path).splitlines(), start=1):
+    doc = _decode(path)
+    for lineno, line in enumerate(doc.text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if line.strip():
-            yield f"{path}: line {lineno}", {"prompt": line.strip(), "label": "toxic", "category": src.name}
+            where = f"{path}: line {lineno}"
+            check_text(line, where, "line", doc, lineno)
+            yield where, {"prompt": line.strip(), "label": "toxic", "category": src.name}
+    doc.end()
 
 
 def p_strongreject_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
     for line, row in iter_csv(path, ("category", "forbidden_prompt")):
-        yield f"{path}: line {line}", {"prompt": row["forbidden_prompt"], "label": "toxic", "category": row["category"]}
+        where = f"{path}: line {line}"
+        yield where, {"prompt": row["forbidden_prompt"], "label": "toxic",
+                      "category": _category(row["category"], where, "category", src)}
 
 
 PARSERS: dict[str, Callable[[Path, Source, dict[str, Any]], Rows]] = {
@@ -265,26 +534,49 @@ PARSERS: dict[str, Callable[[Path, Source, dict[str, Any]], Rows]] = {
     "lines_txt": p_lines_txt, "strongreject_csv": p_strongreject_csv,
 }
 
+Expected = int | None | Literal["documented"]
+
 
 def load_records(src: Source, paths: list[Path], options: dict[str, Any] | None = None,
-                 *, id_prefix: str | None = None) -> tuple[list[Record], LoadReport]:
-    """Parse, validate and count duplicates; ids are ``<prefix>-<n>`` in file order."""
+                 *, id_prefix: str | None = None, expected_rows: Expected = "documented") -> tuple[list[Record], LoadReport]:
+    """Parse, validate and count duplicates; ids are ``<prefix>-<n>`` in file order.
+
+    The files must hold exactly ``expected_rows`` rows: by default the count staging resolved (``paths``
+    from ``fetch.staged_paths``: ``data.real.pins.<source>.rows``, else the registry's), or the registry's
+    documented ``src.rows``; None checks no count (a source without a documented count, test fixtures)."""
     if src.fmt not in PARSERS:
         raise ValueError(f"source {src.name!r} has no record parser (format {src.fmt!r})")
+    if expected_rows == "documented":
+        expected_rows = paths.expected_rows if isinstance(paths, StagedPaths) else src.rows
     opts = {**src.options, **(options or {})}
     parser = PARSERS[src.fmt]
     prefix = id_prefix or src.name
     out: list[Record] = []
     seen: dict[str, list[str]] = defaultdict(list)
+    n_file, last = 0, ""
     for path in paths:
+        n_here = 0
         for where, row in parser(Path(path), src, opts):
+            n_here, last = n_here + 1, where
+            if row is None:
+                continue
             rec: dict[str, Any] = {"id": f"{prefix}-{len(out):05d}", "source": src.name, "licence": src.licence}
-            rec.update({k: v for k, v in row.items() if k != "orig_id" and v not in (None, "")})
+            rec.update({k: v for k, v in row.items() if v not in (None, "")})
             rec.setdefault("prompt", "")
             validate_record(rec, where)
             seen[normalise(rec["prompt"])].append(rec["id"])
             out.append(rec)  # type: ignore[arg-type]
-    report = LoadReport(src.name, [str(p) for p in paths], len(out), len(seen))
+        if n_here == 0:  # a JSON file with no rows; CSV readers say so themselves
+            raise DataError(f"{path}: line 1: no rows (an empty file or an empty array)")
+        n_file += n_here
+    if expected_rows is not None and n_file != expected_rows:
+        files = ", ".join(str(p) for p in paths)
+        raise DataError(f"{files}: {n_file} rows, expected {expected_rows} (the documented row count of source "
+                        f"'{src.name}', {src.description}); the last row read is at {last.rsplit(': ', 1)[-1]}. "
+                        "The file is truncated, or rows were merged, added or removed: replace it with the "
+                        f"upstream file, or if upstream changed on purpose, set data.real.pins.{src.name}.rows")
+    report = LoadReport(src.name, [str(p) for p in paths], len(out), len(seen), n_file_rows=n_file,
+                        expected_rows=expected_rows)
     report.duplicates = [{"prompt": k, "ids": v} for k, v in seen.items() if len(v) > 1]
     return out, report
 
@@ -294,7 +586,8 @@ def load_mmlu(paths: list[Path]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for path in sorted(paths):
         subject = Path(path).name.removesuffix("_test.csv")
-        for line, row in iter_csv(Path(path), ("question", "A", "B", "C", "D", "answer"), header=False):
+        for line, row in iter_csv(Path(path), ("question", "A", "B", "C", "D", "answer"), header=False,
+                                  control=C0_CONTROL):
             ans = row["answer"].strip()
             if ans not in ("A", "B", "C", "D"):
                 raise DataError(f"{path}: line {line}: answer {ans!r} is not one of A, B, C, D")

@@ -10,7 +10,11 @@ directory. It is fetched from one pinned origin:
 ``sha256`` pins the bytes. Where the bytes could not be hashed here (the file is not in the mirror)
 it is ``None`` and a download is refused unless the config supplies the pin
 (``data.real.pins.<source>``) or explicitly allows unpinned downloads; the hash actually seen is
-recorded in the data card either way. Row counts are the documented ones (SOURCES.md, the papers).
+recorded in the data card either way. Row counts are the documented ones (SOURCES.md, the papers):
+the loaders refuse a file with any other number of rows (``data.real.pins.<source>.rows`` restates the
+count for other bytes). ``categories`` is the set of values the source's own category column takes
+(read from the real files, or from the dataset's paper where the file is not in the mirror); a value
+outside it is refused. ``ids`` says whether the source numbers its rows (``orig_id``, checked unique).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["train", "eval", "capability"]
+Ids = Literal["numeric", "text"]
 
 GH = "https://raw.githubusercontent.com"
 
@@ -45,6 +50,8 @@ class Source:
     rows: int | None  # documented number of raw rows
     description: str
     options: dict[str, object] = field(default_factory=dict)
+    categories: frozenset[str] | None = None  # the category column's documented values; None: derived by us
+    ids: Ids | None = None  # the source's own row ids: digits only ("numeric") or any text; None: it has none
 
 
 def _gh(repo: str, commit: str, path: str) -> str:
@@ -63,6 +70,35 @@ ADVLLM_OLD = "a4b57364bc2b0785bd0e6f79eec4948e3991b8b0"
 ADVLLM = "f970939273ea17b491fadf6001fddc36ed3ae3ff"
 JAILBREAK_LLM = "1e490531c0ef4bc13430178bf1fbc8f813e34b1a"
 PHTEST_REV = "4028806c1f41031ddd3d27ca1f284e566548c5d6"  # HF commit "Upload PHTest.csv"
+
+# Category sets. Mirror files (../shared/data): counted from the files themselves. OR-Bench: the ten
+# categories of the OR-Bench paper (Cui et al. 2024, arXiv:2405.20947, sec. 3; justincui03/or-bench),
+# the values of or-bench-hard-1k.csv's `category` column (sorted by category, deception .. violence).
+# PHTest: the `Harmfulness` labels of the dataset card and paper (An et al. 2024, arXiv:2409.00598).
+ORBENCH_CATEGORIES = frozenset({"deception", "harassment", "harmful", "hate", "illegal", "privacy", "self-harm",
+                                "sexual", "unethical", "violence"})
+PHTEST_CATEGORIES = frozenset({"harmless", "controversial"})
+XSTEST_TYPES = frozenset({  # xstest_prompts.csv `type`: 10 safe types + 8 contrast (unsafe) types, 25 prompts each
+    "homonyms", "figurative_language", "safe_targets", "safe_contexts", "definitions", "real_group_nons_discr",
+    "nons_group_real_discr", "historical_events", "privacy_public", "privacy_fictional", "contrast_homonyms",
+    "contrast_figurative_language", "contrast_safe_targets", "contrast_safe_contexts", "contrast_definitions",
+    "contrast_discr", "contrast_historical_events", "contrast_privacy"})
+COCONOT_CONTRAST_SUBCATEGORIES = frozenset({  # coconot_contrast_eval.jsonl `subcategory` (379 rows)
+    "dangerous or sensitive topics", "false presuppositions", "modality limitations", "privacy violations",
+    "underspecified"})
+COCONOT_PREF_SUBCATEGORIES = frozenset({  # coconot_pref.jsonl `subcategory` (927 rows)
+    "dangerous or sensitive topics", "false information", "false presuppositions", "input modality limitations",
+    "output modality limitations", "privacy violations", "triggers for offensive language", "underspecified"})
+HARMBENCH_SEMANTIC = frozenset({  # harmbench_behaviors_text_test.csv `SemanticCategory` (320 rows)
+    "chemical_biological", "copyright", "cybercrime_intrusion", "harassment_bullying", "harmful", "illegal",
+    "misinformation_disinformation"})
+HARMBENCH_FUNCTIONAL = frozenset({"standard", "contextual", "copyright"})  # `FunctionalCategory`: 159 / 81 / 80
+JBB_CATEGORIES = frozenset({  # jailbreakbench.csv `Category`: 10 behaviours each
+    "Disinformation", "Economic harm", "Expert advice", "Fraud/Deception", "Government decision-making",
+    "Harassment/Discrimination", "Malware/Hacking", "Physical harm", "Privacy", "Sexual/Adult content"})
+STRONGREJECT_CATEGORIES = frozenset({  # strongreject_dataset.csv `category` (313 rows)
+    "Disinformation and deception", "Hate, harassment and discrimination", "Illegal goods and services",
+    "Non-violent crimes", "Sexual content", "Violence"})
 
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -111,18 +147,21 @@ SOURCES: dict[str, Source] = {
             "coconot/coconot_pref.jsonl", url=_gh("allenai/noncompliance", COCONOT, "data/coconot_pref.jsonl"),
             revision=COCONOT, sha256="3b0cddcfb72218b8c32d7c11bfded00174f2f4a3c4edfbc862640fc63f43d9c2"),),
             "coconot_pref", "MIT", f"allenai/noncompliance@{COCONOT[:12]}", 927,
-            "CoCoNot contrast preference pairs: seemingly toxic prompts with compliant (chosen) answers"),
+            "CoCoNot contrast preference pairs: seemingly toxic prompts with compliant (chosen) answers",
+            categories=COCONOT_PREF_SUBCATEGORIES, ids="text"),
         # ------------------------------------------------------------------ over-refusal / control evaluation
         Source("xstest", "eval", (RawFile(
             "xstest/xstest_prompts.csv", url=_gh("paul-rottger/exaggerated-safety", XSTEST, "xstest_prompts.csv"),
             revision=XSTEST, sha256="11783fb294ed017473ee53c207d71f2161c7672c8d0b037501e78387f801cb5a"),),
             "xstest_csv", "CC-BY-4.0", f"paul-rottger/exaggerated-safety@{XSTEST[:12]}", 450,
-            "XSTest: 250 safe (10 types) + 200 unsafe contrast prompts (8 types)"),
+            "XSTest: 250 safe (10 types) + 200 unsafe contrast prompts (8 types)", categories=XSTEST_TYPES,
+            ids="numeric"),
         Source("coconot_contrast", "eval", (RawFile(
             "coconot/coconot_contrast_eval.jsonl",
             url=_gh("allenai/noncompliance", COCONOT, "data/coconot_contrast_eval.jsonl"), revision=COCONOT,
             sha256="76dccec176743ed656279f2969c51abb68bda94e5fda8397e34ff5638e021d86"),),
-            "coconot_jsonl", "MIT", f"allenai/noncompliance@{COCONOT[:12]}", 379, "CoCoNot contrast set"),
+            "coconot_jsonl", "MIT", f"allenai/noncompliance@{COCONOT[:12]}", 379, "CoCoNot contrast set",
+            categories=COCONOT_CONTRAST_SUBCATEGORIES, ids="text"),
         Source("oktest", "eval", (RawFile(
             "oktest/OKTest.csv", url=_gh("InvokerStark/OverKill", OVERKILL, "data/OKTest.csv"), revision=OVERKILL,
             sha256="1be3e8d3fe6b45a170653da63c8cf70dbf97508a48735e65db0713a44e158860"),),
@@ -130,15 +169,20 @@ SOURCES: dict[str, Source] = {
         Source("orbench_hard", "eval", (RawFile(
             "orbench/or-bench-hard-1k.csv", hf_repo="bench-llm/or-bench", hf_file="or-bench-hard-1k.csv"),),
             "orbench_csv", "CC-BY-4.0", "HF bench-llm/or-bench", 1319, "OR-Bench-Hard-1K",
-            {"label": "seemingly_toxic"}),
+            {"label": "seemingly_toxic"}, categories=ORBENCH_CATEGORIES),
         Source("orbench_toxic", "eval", (RawFile(
             "orbench/or-bench-toxic.csv", hf_repo="bench-llm/or-bench", hf_file="or-bench-toxic.csv"),),
             "orbench_csv", "CC-BY-4.0", "HF bench-llm/or-bench", None, "OR-Bench-Toxic (655 per notes, unverified)",
-            {"label": "toxic"}),
+            {"label": "toxic"}, categories=ORBENCH_CATEGORIES),
         Source("phtest", "eval", (RawFile(
             "phtest/PHTest.csv", hf_repo="furonghuang-lab/PHTest", hf_file="PHTest.csv", revision=PHTEST_REV),),
-            "phtest_csv", "see HF furonghuang-lab/PHTest card", f"HF furonghuang-lab/PHTest@{PHTEST_REV[:12]}", None,
-            "PHTest pseudo-harmful prompts (harmless + controversial)"),
+            # 3,260 rows: csv.DictReader's count of the real PHTest.csv, measured by the project (issue 16);
+            # the HF dataset viewer is reported to show 3,269 for the train split. The file is not in this
+            # mirror, so neither could be checked here: a copy with another count is refused, naming both
+            # counts, and data.real.pins.phtest.rows restates it.
+            "phtest_csv", "see HF furonghuang-lab/PHTest card", f"HF furonghuang-lab/PHTest@{PHTEST_REV[:12]}",
+            3260, "PHTest pseudo-harmful prompts (harmless + controversial)", categories=PHTEST_CATEGORIES,
+            ids="numeric"),
         # ------------------------------------------------------------------ harmful evaluation
         Source("advbench", "eval", (RawFile(
             "advbench/harmful_behaviors.csv", url=_gh("andyrdt/refusal_direction", REFDIR, "dataset/raw/advbench.csv"),
@@ -150,13 +194,14 @@ SOURCES: dict[str, Source] = {
             url=_gh("busycalibrating/AdversariaLLM", ADVLLM_OLD, "data/behavior_datasets/harmbench_behaviors_text_test.csv"),
             revision=ADVLLM_OLD, sha256="75d257b3e7428c52eb7b0154318f455af3e01b09a3794b5e2f3d36054f3c0e29"),),
             "harmbench_csv", "MIT", f"busycalibrating/AdversariaLLM@{ADVLLM_OLD[:12]} (HarmBench)", 320,
-            "HarmBench text test behaviours (standard: 159)", {"functional_categories": ["standard"]}),
+            "HarmBench text test behaviours (standard: 159)", {"functional_categories": ["standard"]},
+            categories=HARMBENCH_SEMANTIC, ids="text"),
         Source("jailbreakbench", "eval", (RawFile(
             "jailbreakbench/jailbreakbench.csv",
             url=_gh("andyrdt/refusal_direction", REFDIR, "dataset/raw/jailbreakbench.csv"), revision=REFDIR,
             sha256="45e9a8923b28f547bb372fbaa9af7df8b38c818a80ae50c3bab97704197ff516"),),
             "jbb_csv", "MIT", f"andyrdt/refusal_direction@{REFDIR[:12]} (JBB-Behaviors harmful)", 100,
-            "JailbreakBench harmful behaviours"),
+            "JailbreakBench harmful behaviours", categories=JBB_CATEGORIES),
         Source("maliciousinstruct", "eval", (RawFile(
             "maliciousinstruct/MaliciousInstruct.txt",
             url=_gh("Princeton-SysML/Jailbreak_LLM", JAILBREAK_LLM, "data/MaliciousInstruct.txt"), revision=JAILBREAK_LLM,
@@ -168,7 +213,7 @@ SOURCES: dict[str, Source] = {
             url=_gh("busycalibrating/AdversariaLLM", ADVLLM, "data/behavior_datasets/strongreject_dataset.csv"),
             revision=ADVLLM, sha256="4dd70357e4ff8b5d0ba5ebafecab5d6dd5633ce8046e3dd1c8bd93e64de44381"),),
             "strongreject_csv", "MIT", f"busycalibrating/AdversariaLLM@{ADVLLM[:12]} (StrongREJECT)", 313,
-            "StrongREJECT forbidden prompts"),
+            "StrongREJECT forbidden prompts", categories=STRONGREJECT_CATEGORIES),
         # ------------------------------------------------------------------ capability
         Source("mmlu", "capability", (RawFile("mmlu/mmlu_test/*_test.csv", glob=True),),
                "mmlu_csv", "MIT", "hendrycks/test (via zouyingcao/SCANS@9dc20d2f1ce2)", 14042,
