@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "torch": torch.__version__, "machine": platform.machine(), "device": "cpu",
         "full": full, "rows": rows,
+        # One verdict for the whole run: truncation has to pay off at every ℓ, not on average.
+        "meets_target": all(r["meets_target"] for r in rows),
     }
 
     print(f"L={n} hidden={args.hidden} seq={args.seq} batch={args.batch} threads={args.threads} "
