@@ -35,7 +35,7 @@ rule analysis:
 
 rule analysis_report:
     input:
-        lambda w: [f"{RESULTS}/{model}/analysis/{w.analysis}.json" for model in MODELS],
+        get_analysis_jsons,
     output:
         csv=report(f"{RESULTS}/tables/{{analysis}}.csv", caption="../report/analysis.rst", category="Analyses",
                    subcategory="{analysis}"),

@@ -432,6 +432,11 @@ def get_analysis_params(wildcards):
             **{k: ANALYSIS[k] for k in ("n_per_class", "max_length", "batch_size")}, **own}
 
 
+def get_analysis_jsons(wildcards):
+    """One analysis's result for every model (rule analysis_report)."""
+    return [f"{RESULTS}/{model}/analysis/{wildcards.analysis}.json" for model in MODELS]
+
+
 def get_analysis_outputs(wildcards=None):
     return [f"{RESULTS}/{kind}/{a}.{ext}" for a in ANALYSES
             for kind, ext in (("tables", "csv"), ("tables", "md"), ("figures", "png"), ("figures", "pdf"))]
