@@ -18,7 +18,7 @@ rule sft:
         compute=COMPUTE_PARAMS,
         method=get_sft_params,
         template=get_template,
-        tracking=config["tracking"],
+        tracking=TRACKING_PARAMS,
     log:
         f"{LOGS}/{{model}}/{{trained}}/seed{{seed}}/sft.log",
     benchmark:

@@ -346,6 +346,8 @@ def get_judge_and_winrate_outputs(wildcards=None):
 
 # ---- Refusal-probability tracking (rules sft, dcr_contrastive; figure in rules/tracking.smk) ----
 TRACKING = config["tracking"]
+# What the training jobs measure; the figure's scale is the figure's alone.
+TRACKING_PARAMS = {k: v for k, v in TRACKING.items() if k != "plot_scale"}
 
 
 def get_tracking_inputs(wildcards):
@@ -382,11 +384,12 @@ ANALYSIS_TRAINED = [m for m in TRAINED_METHODS if not KINDS[config["methods"][m]
 # Which checkpoints each analysis compares: eNTK the paper's four (base, DCR stage, STL, DCR + STL),
 # separability every trained one and the DCR stage, attribution every trained one.
 ENTK_KINDS = ("stl", "dcr")
+BASE_CHECKPOINT = "base"  # the label of the base model's checkpoint (one for every seed)
 
 
 def analysis_labels(analysis):
     """The checkpoints one analysis compares, by label, in table order."""
-    out = [] if analysis == "attribution" else ["base"]
+    out = [] if analysis == "attribution" else [BASE_CHECKPOINT]
     for m in ANALYSIS_TRAINED:
         kind = config["methods"][m]["kind"]
         if KINDS[kind].dcr and analysis != "attribution":
@@ -398,7 +401,7 @@ def analysis_labels(analysis):
 
 def analysis_checkpoint(model, label, seed):
     """A label's checkpoint directory on one training seed (the base model has one for all seeds)."""
-    if label == "base":
+    if label == BASE_CHECKPOINT:
         return base_model_path(model)
     method, _, stage = label.partition("/")
     return f"{run_dir(model, method, seed)}/{'dcr/' if stage else ''}model"
@@ -407,7 +410,7 @@ def analysis_checkpoint(model, label, seed):
 def analysis_runs(analysis):
     """(label, seed) pairs, seed-major: the base model is the same for every seed and runs once."""
     return [(label, seed) for seed in ANALYSIS_SEEDS for label in analysis_labels(analysis)
-            if label != "base" or seed == ANALYSIS_SEEDS[0]]
+            if label != BASE_CHECKPOINT or seed == ANALYSIS_SEEDS[0]]
 
 
 def get_analysis_checkpoints(wildcards):
@@ -417,7 +420,7 @@ def get_analysis_checkpoints(wildcards):
 
 # An analysis runs when enabled and it has a trained checkpoint to compare with the base model.
 ANALYSES = [a for a in ("entk", "separability", "attribution")
-            if ANALYSIS[a]["enabled"] and any(k != "base" for k in analysis_labels(a))]
+            if ANALYSIS[a]["enabled"] and any(k != BASE_CHECKPOINT for k in analysis_labels(a))]
 
 
 def get_analysis_params(wildcards):

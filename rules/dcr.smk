@@ -18,7 +18,7 @@ rule dcr_contrastive:
         compute=COMPUTE_PARAMS,
         dcr=get_dcr_params,
         template=get_template,
-        tracking=config["tracking"],
+        tracking=TRACKING_PARAMS,
     log:
         f"{LOGS}/{{model}}/{{dcr_method}}/seed{{seed}}/dcr_contrastive.log",
     benchmark:

@@ -11,7 +11,7 @@ rule figure_refusal_dynamics:
         png=report(f"{RESULTS}/figures/refusal_dynamics.png", caption="../report/refusal_dynamics.rst", category="Figures"),
         pdf=f"{RESULTS}/figures/refusal_dynamics.pdf",
     params:
-        scale=TRACKING.get("plot_scale", "probability"),
+        scale=TRACKING["plot_scale"],
     log:
         f"{LOGS}/report/figure_refusal_dynamics.log",
     conda:

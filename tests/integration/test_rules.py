@@ -211,7 +211,8 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
                      {"capability": EVALUATED, "tables": 1, "paper_tables": 1, "all": 1}, id="capability-fewshot"),
         # an analysis's own settings: that analysis alone; the papers' values and the curves' scale: one table/figure
         pytest.param({"analysis": {"entk": {"top_k": 4}}}, {**analyses(1), "all": 1}, id="analysis-entk-top-k"),
-        pytest.param({"analysis": {"n_per_class": 3}}, {**analyses(3), "all": 1}, id="analysis-n-per-class"),
+        # the shared prompt count: separability and attribution; the eNTK has its own (analysis.entk.n_per_class)
+        pytest.param({"analysis": {"n_per_class": 3}}, {**analyses(2), "all": 1}, id="analysis-n-per-class"),
         pytest.param({"paper_tables": {"partial": False}}, {"paper_tables": 1, "all": 1}, id="paper-tables-partial"),
         pytest.param({"tracking": {"plot_scale": "logodds"}}, {**TRACKING_FIG, "all": 1}, id="plot-scale"),
         # win-rate settings: the win rates alone

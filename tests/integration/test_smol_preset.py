@@ -38,8 +38,9 @@ SMALL = {
     "eval": {"benchmarks": ["xstest_safe", "xstest_unsafe", "advbench"], "max_new_tokens": 12, "batch_size": 8},
     "capability": {"batch_size": 32},
     "tracking": {"enabled": False},
-    # every analysis on the real checkpoints, on two prompts per class
-    "analysis": {"n_per_class": 2, "entk": {"n_per_class": 2, "top_k": 2}, "separability": {"folds": 2}},
+    # separability and attribution on the real checkpoints, two prompts per class; the eNTK's subset holds the
+    # tied 49152 x 576 head, about 30 s per checkpoint here, so CI leaves it to the unit tests and the toy run
+    "analysis": {"n_per_class": 2, "entk": {"enabled": False}, "separability": {"folds": 2}},
 }
 
 
@@ -104,20 +105,17 @@ def test_interventions_find_the_real_chat_templates_post_instruction_tokens(run:
 
 
 def test_analyses_run_on_the_real_checkpoints(run: Path) -> None:
-    """The eNTK (last blocks + the tied head), separability per block and attribution over the real BPE words."""
+    """Separability per block and attribution over the real BPE words of the chat-templated prompts."""
     base = run / "results/smol/smollm2-135m/analysis"
-    entk = json.loads((base / "entk.json").read_text())
-    assert entk["labels"] == ["base", "stl", "dcr_stl/dcr_stage", "dcr_stl"]
-    k = entk["checkpoints"]["stl"]["0"]
-    assert k["n_params"] > 28_000_000  # the tied embedding/head (49152 x 576) is in the subset
-    assert all(v >= 0 for row in k["kernel_fro"] for v in row)
+    assert not (base / "entk.json").exists()  # switched off above
     sep = json.loads((base / "separability.json").read_text())
+    assert sep["labels"] == ["base", "stl", "dcr_stl/dcr_stage", "dcr_stl"]
     assert len(sep["checkpoints"]["base"]["0"]["layers"]) == 31  # embeddings + 30 blocks
     attr = json.loads((base / "attribution.json").read_text())
     assert attr["settings"]["triggers"] == "derived" and attr["labels"] == ["stl", "dcr_stl"]
     ex = attr["checkpoints"]["stl"]["0"]["examples"][0]
     assert any(ex["user_mask"]) and not ex["user_mask"][0]  # the chat template's tokens are not the user's
-    for name in ("entk", "separability", "attribution"):
+    for name in ("separability", "attribution"):
         assert (run / f"results/smol/figures/{name}.pdf").stat().st_size > 1000
 
 

@@ -160,9 +160,25 @@ def test_intervention_script(fake_cuda, tiny_model_dir: str, tmp_path: Path) -> 
     assert fake_cuda == [{"dtype": torch.bfloat16, "device": "cuda"}]
 
 
+@pytest.mark.parametrize(("kind", "dtype"), [("entk", torch.float32), ("separability", torch.bfloat16)])
+def test_analysis_script(fake_cuda, tiny_model_dir: str, tmp_path: Path, kind: str, dtype: torch.dtype) -> None:
+    """On the GPU the analyses run in the compute dtype, except the eNTK's derivatives, which need float32."""
+    probes = {f"probe_{name}": _records(tmp_path, name, name) for name in ("seemingly_toxic", "toxic", "general")}
+    settings = {"kind": kind, "seeds": [0], "labels": ["base"], "runs": [["base", 0]], "n_per_class": 2,
+                "max_length": 32, "batch_size": 2, "params": "last_n+head", "last_n": 1, "top_k": 2, "estimator": "jvp",
+                "eps": 1e-3, "probes": 2, "folds": 2, "triggers": "derived", "n_triggers": 5}
+    _run("analysis", tmp_path,
+         input={**probes, "refusals": _records(tmp_path, "s", "toxic"), "manifest": _records(tmp_path, "m", "x"),
+                "checkpoints": [tiny_model_dir]},
+         output={"json": str(tmp_path / "a.json")}, params={"compute": AUTO, "settings": settings, "template": "chat"},
+         wildcards={"model": "toy", "analysis": kind})
+    assert fake_cuda == [{"dtype": dtype, "device": "cuda"}]
+
+
 def test_every_model_loading_rule_passes_compute() -> None:
     """The rules whose scripts load a model give them ``compute`` (a new one must join the tests above)."""
-    loaders = {"generate", "reflections_internal", "capability", "sft", "dcr_contrastive", "toy_teacher", "intervention"}
+    loaders = {"generate", "reflections_internal", "capability", "sft", "dcr_contrastive", "toy_teacher", "intervention",
+               "analysis"}
     for path in (REPO / "scripts").glob("*.py"):
         text = path.read_text()
         uses = any(k in text for k in ("load_model", "train_sft", "train_dcr", "run_capability", "internal_reflections",
