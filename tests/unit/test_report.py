@@ -292,7 +292,7 @@ def test_sweep_rows_pick_the_one_knob_settings_and_the_figure_is_written(tmp_pat
     nan = float("nan")
     rows = [("stl", nan, nan, 0.1), ("no_safety", nan, nan, 0.9), ("dcrsweep_l0", 0, 40, 0.4),
             ("dcrsweep_l1", 1, 40, 0.5), ("dcrsweep_l1_s100", 1, 100, 0.7), ("dcrsweep_l2", 2, 40, 0.3)]
-    table = pd.DataFrame([{"method": m, "layer": layer, "steps": steps, "pooling": "last" if steps == steps else nan,
+    table = pd.DataFrame([{"method": m, "layer": layer, "steps": steps, "pooling": nan if math.isnan(steps) else "last",
                            **{f"{c}{s}": v + d for c in ("answered", "toxic_refused", "invalid")
                               for s, d in (("", 0.0), ("_ci_low", -0.05), ("_ci_high", 0.05))}}
                           for m, layer, steps, v in rows])
