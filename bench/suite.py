@@ -149,6 +149,23 @@ def extract_sft_memory(d: dict[str, Any]) -> list[Headline]:
     )]
 
 
+def extract_roofline(d: dict[str, Any]) -> list[Headline]:
+    peak, gen, train = d["peak"], d["generation"], d["training"]
+    best_gen = max(gen["levers"].items(), key=lambda kv: kv[1]["fraction_of_peak"])
+    best_train = max(train["runs"].items(), key=lambda kv: kv[1]["fraction_of_peak"])
+    return [
+        Headline("sustained matmul peak at the model's shapes, fp32 / bf16 (GFLOP/s)",
+                 [peak["float32"]["peak_gflops"], peak["bfloat16"]["peak_gflops"]],
+                 f"{peak['float32']['peak_gflops']:.0f} / {peak['bfloat16']['peak_gflops']:.0f}", "measured", True),
+        Headline(f"generation, SmolLM2-135M shapes, best of batch sizes and levers ({best_gen[0]}, batch "
+                 f"{gen['best_batch']}): useful FLOP/s / peak", gen["best_fraction"], f"{gen['best_fraction']:.1%}",
+                 f"≥ {gen['goal']:.0%}", bool(gen["meets_goal"])),
+        Headline(f"training step ({best_train[0]}, {best_train[1]['batch']} × {best_train[1]['seq']} tokens): "
+                 "useful FLOP/s / peak", train["best_fraction"], f"{train['best_fraction']:.1%}",
+                 f"≥ {train['goal']:.0%}", bool(train["meets_goal"])),
+    ]
+
+
 # ---- the suite ----
 
 SUITE: tuple[Bench, ...] = (
@@ -204,6 +221,14 @@ SUITE: tuple[Bench, ...] = (
         "processes per mode; ~2.5 min",
         ("--steps", "1", "--repeats", "1"),
         "≤ 0.9", extract_sft_memory, 600,
+    ),
+    Bench(
+        "roofline", "bench/bench_roofline.py",
+        ("--batches", "1,8,32,64,128", "--prompt-tokens", "32", "--new-tokens", "32", "--repeats", "3"),
+        "SmolLM2-135M's shapes (random weights) with every thread: the matmul peak at those shapes, generation at "
+        "5 batch sizes and 4 levers at the best one, a training and a DCR step, median of 3; ~5 min",
+        ("--quick",),
+        "generation ≥ 40%, training ≥ 30% of the matmul peak", extract_roofline, 900,
     ),
 )
 

@@ -285,7 +285,13 @@ def get_external_teacher(wildcards):
 
 
 # ---- LLM judges, judge validation and helpfulness win rate ----
-from overrefusal.config import benchmark_judges, judge_validation_sets, llm_judges_used
+from overrefusal.config import (
+    benchmark_judges,
+    judge_validation_sets,
+    learned_judge_training_sets,
+    learned_judges_used,
+    llm_judges_used,
+)
 from overrefusal.judge_validation import DEFAULT_JUDGES
 
 # Benchmark -> judge id (a benchmark's own key in eval.judges, else its suite's): the judge rule's params
@@ -300,6 +306,9 @@ JUDGE_LLM_PARAMS = (
 )
 # What generation depends on, and nothing else from eval: (judges, bootstrap, llm_judge).
 GENERATION_PARAMS = {k: config["eval"][k] for k in ("max_new_tokens", "batch_size")}
+# The engine joins the params only when it is not the default, so hf runs keep the params they always had.
+if config["eval"].get("backend", "hf") != "hf":
+    GENERATION_PARAMS.update(backend=config["eval"]["backend"], vllm=config["eval"].get("vllm") or {})
 RAW_DIR = config["data"].get("raw_dir")
 # Judge validation (tables/judge_agreement, judge_confusion): the enabled labelled sets, none without raw_dir.
 VALIDATION_SETS = judge_validation_sets(config)
@@ -335,8 +344,32 @@ def get_judge_validation_data(wildcards=None):
                    if p.is_file()})
 
 
+# Learned judges (eval.learned_judges): a configured artefact directory, or one rule train_learned_judge writes.
+LEARNED_JUDGES_USED = learned_judges_used(config)
+LEARNED_ARTEFACTS = {
+    n: (config["eval"]["learned_judges"][n].get("artefact") or f"{RESULTS}/judges/{n}") for n in LEARNED_JUDGES_USED
+}
+LEARNED_TRAINED = [n for n in LEARNED_JUDGES_USED if "artefact" not in config["eval"]["learned_judges"][n]]
+
+
+def get_learned_judges(wildcards=None):
+    """learned_<judge> -> its artefact's manifest.json, for each learned judge that judging loads (a retrained
+    or replaced artefact reruns the judging jobs)."""
+    return {f"learned_{n}": f"{d}/manifest.json" for n, d in LEARNED_ARTEFACTS.items()}
+
+
+def get_learned_judge_sets(wildcards):
+    return learned_judge_training_sets(config, wildcards.judge)
+
+
+def get_learned_judge_data(wildcards):
+    """The files of the labelled sets learned judge ``wildcards.judge`` trains on, under data.raw_dir."""
+    return sorted({str(p) for spec in get_learned_judge_sets(wildcards).values()
+                   for p in Path(RAW_DIR).glob(spec["files"]) if p.is_file()})
+
+
 def get_judge_and_winrate_outputs(wildcards=None):
-    out = []
+    out = [f"{RESULTS}/judges/{n}_cv.{ext}" for n in LEARNED_TRAINED for ext in ("json", "md")]
     if WINRATE.get("enabled") and WINRATE_METHODS:
         out += [f"{RESULTS}/tables/winrate.csv", f"{RESULTS}/tables/winrate.md"]
     if VALIDATION_SETS:

@@ -40,6 +40,7 @@ rule judge:
         records=get_eval_records,  # every record must have its generation
         meta=f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/generations/meta.json",  # weights identity, for provenance
         manifest=MANIFEST,
+        **get_learned_judges(),  # learned_<judge>: a trained artefact's manifest.json
     output:
         [f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/eval/{b}.json" for b in EVAL_BENCHMARKS],
     params:
@@ -144,6 +145,35 @@ rule winrate:
 
 # Agreement of the string-match judges with the human labels of each labelled set under data.raw_dir
 # (eval.judge_validation; by default XSTest's 2,250 completions), and their confusion matrices.
+# A learned judge (eval.learned_judges.<judge>.train_sets) trained on human-labelled responses, with the
+# leave-one-model-out table of the same recipe: agreement on models whose responses it never saw.
+rule train_learned_judge:
+    input:
+        get_learned_judge_data,
+    output:
+        manifest=f"{RESULTS}/judges/{{judge}}/manifest.json",
+        classifier=f"{RESULTS}/judges/{{judge}}/classifier.json",
+        cv_json=f"{RESULTS}/judges/{{judge}}_cv.json",
+        cv_md=report(f"{RESULTS}/judges/{{judge}}_cv.md", caption="../report/learned_judge_cv.rst", category="Judges"),
+    params:
+        sets=get_learned_judge_sets,
+        raw_dir=RAW_DIR,
+    wildcard_constraints:
+        judge="|".join(LEARNED_TRAINED) or "NONE",
+    log:
+        f"{LOGS}/judges/{{judge}}.log",
+    benchmark:
+        f"{BENCH}/judges/{{judge}}.tsv"
+    threads: COMPUTE["threads"]
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/train_learned_judge.py"
+
+
 rule judge_validation:
     input:
         get_judge_validation_data,

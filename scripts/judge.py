@@ -1,5 +1,6 @@
 """Judge every benchmark's generations into per-benchmark JSON with bootstrap CIs (rule judge)."""
 import contextlib
+from pathlib import Path
 
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.judges import get_judge, is_llm_judge
@@ -16,11 +17,16 @@ with rule_context(snakemake) as log, contextlib.ExitStack() as stack:  # noqa: F
     client = stack.enter_context(judge_client(llm, smk.params.cache_dir)) if llm else None
     # Both maps are benchmark -> judge id, resolved by overrefusal.config.benchmark_judges in the workflow.
     secondary = smk.params.get("secondary_judges") or {}
-    judges = {n: get_judge(n, client=client) if is_llm_judge(n) else get_judge(n)
+    # Learned judges load the artefact their input names (input learned_<judge>: its manifest.json).
+    learned = {k.removeprefix("learned_"): Path(v).parent for k, v in smk.input.items() if k.startswith("learned_")}
+    judges = {n: get_judge(n, client=client) if is_llm_judge(n) else
+              get_judge(n, artefact=learned[n]) if n in learned else get_judge(n)
               for n in {*smk.params.judges.values(), *secondary.values()}}
     # The workflow directory (not the package install location) names the code; the generation
     # meta.json (weights sha256) and the data manifest come from the jobs that made the inputs.
     prov = rule_provenance(smk, judges=smk.params.judges)
+    if learned:
+        prov["learned_judges"] = {n: judges[n].info() for n in sorted(learned) if n in judges}
     if llm:
         prov["llm_judge"] = endpoint_summary(llm)
     for bench, gen_path, rec_path, out in zip(smk.params.benchmarks, smk.input.generations, smk.input.records,

@@ -70,3 +70,25 @@ def tiny_model_dir(tmp_path_factory):
     make_tiny_tokenizer().save_pretrained(path)
     return str(path)
 # ---- END tiny model fixtures ----
+
+
+# ---- BEGIN parallel scheduling (pytest-xdist, `-n 2 --dist loadgroup --no-loadscope-reorder` in pyproject.toml) ----
+# Each test module is one group, so its module fixtures (a partial pipeline run, a trained model) are built
+# once, on one worker. Every module that uses the session's tiny-world run (tests/integration/shared_run.py)
+# joins one group, so that run is made once per session, not once per worker. Groups are handed out in
+# collection order, so the longest ones (measured: the whole toy world, the tiny-world group, the real model's
+# CI-sized run) go first and the many short ones fill in around them. `pytest -n 0` runs serially.
+LONGEST_FIRST = ("tests.e2e.test_toy_world", "tiny_run", "tests.integration.test_smol_preset")
+
+
+def _group(item) -> str:
+    return "tiny_run" if "tiny_run" in getattr(item, "fixturenames", ()) else item.module.__name__
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(_tiny_pytest.mark.xdist_group(_group(item)))
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(it.get_closest_marker("xdist_group").args[0], len(rank)))  # stable
+# ---- END parallel scheduling ----

@@ -325,6 +325,75 @@ def judge_and_winrate_errors(config: dict[str, Any], source: str, env: dict[str,
                                 f"valid: {', '.join(TOY_WINRATE_PROMPTS)}")
         errs += _endpoint_errors(wr["judge"], "winrate.judge", "the win-rate judge", source, env)
     errs += judge_validation_errors(config, source)
+    errs += learned_judge_errors(config, source)
+    return errs
+
+
+def learned_judges_used(config: dict[str, Any]) -> list[str]:
+    """The learned (trained, offline) judges the judge rule will load, primary or secondary, sorted."""
+    from .judges import LEARNED_JUDGES
+
+    used = {*benchmark_judges(config).values(), *benchmark_judges(config, "secondary_judges").values()}
+    return sorted(j for j in used if j in LEARNED_JUDGES)
+
+
+def learned_judge_training_sets(config: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    """Labelled set name -> spec that rule train_learned_judge trains learned judge ``name`` on ({} when the
+    config gives a trained artefact instead)."""
+    from .judge_validation import DEFAULT_SETS
+
+    entry = (config["eval"].get("learned_judges") or {}).get(name) or {}
+    sets = (config["eval"].get("judge_validation") or {}).get("sets", DEFAULT_SETS)
+    # `enabled` is judge validation's switch: a set kept out of validation can still be trained on.
+    return {s: {k: v for k, v in sets[s].items() if k != "enabled"} for s in entry.get("train_sets", [])}
+
+
+def learned_judge_errors(config: dict[str, Any], source: str) -> list[str]:
+    """Each learned judge in use has an entry under ``eval.learned_judges``: labelled sets that exist (and
+    ``data.raw_dir`` to read them from), or a trained artefact directory. A learned judge is never validated on
+    human labels by rule judge_validation: agreement measured on its own training rows would overstate it; its
+    held-out measure is the leave-one-model-out table that comes with training."""
+    from .judge_validation import DEFAULT_SETS
+    from .judges import LEARNED_JUDGES
+
+    errs: list[str] = []
+    table = config["eval"].get("learned_judges") or {}
+    sets = (config["eval"].get("judge_validation") or {}).get("sets", DEFAULT_SETS)
+    for name in (config["eval"].get("judge_validation") or {}).get("judges", []):
+        if name in LEARNED_JUDGES:
+            errs.append(f"{source}: eval.judge_validation.judges: {name} is trained on human labels, so its agreement "
+                        "on them would be measured on its own training rows; its held-out table is "
+                        f"results/{config['name']}/judges/{name}_cv.md (leave-one-model-out), written with its training")
+    for name, entry in table.items():
+        if ("artefact" in entry) == ("train_sets" in entry):
+            errs.append(f"{source}: eval.learned_judges.{name}: give exactly one of train_sets (labelled sets to train "
+                        "on) and artefact (a trained artefact directory)")
+    for name in learned_judges_used(config):
+        entry = table.get(name)
+        if entry is not None and ("artefact" in entry) == ("train_sets" in entry):
+            continue
+        if entry is None:
+            errs.append(f"{source}: eval.learned_judges.{name}: eval.judges names the learned judge {name}; say what "
+                        "it is trained on (train_sets: [xstest]) or where its trained artefact is (artefact: <dir>)")
+            continue
+        if "artefact" in entry:
+            if not (Path(entry["artefact"]) / "manifest.json").is_file():
+                errs.append(f"{source}: eval.learned_judges.{name}.artefact: {entry['artefact']!r} holds no "
+                            f"manifest.json (train one: python -m overrefusal.judges.learned train --out <dir>)")
+            continue
+        for s in entry["train_sets"]:
+            if s not in sets:
+                errs.append(f"{source}: eval.learned_judges.{name}.train_sets: {s!r} is not a labelled set of "
+                            f"eval.judge_validation.sets; valid: {', '.join(sorted(sets))}")
+        raw = config["data"].get("raw_dir")
+        if raw is None:
+            errs.append(f"{source}: eval.learned_judges.{name}.train_sets: training reads the labelled sets under "
+                        "data.raw_dir, which is not set")
+        elif Path(raw).is_dir():  # a missing directory is reported once, by _data_dir_errors
+            for s in entry["train_sets"]:
+                if s in sets and not any(p.is_file() for p in Path(raw).glob(sets[s]["files"])):
+                    errs.append(f"{source}: eval.learned_judges.{name}.train_sets: no file matches "
+                                f"{sets[s]['files']} (set {s}) under data.raw_dir {raw!r}")
     return errs
 
 

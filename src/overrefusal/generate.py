@@ -221,6 +221,7 @@ class _VLLMEngine:
         seed: int,
         dtype: str,
         tokenizer: Any | None,
+        engine_args: Mapping[str, Any] | None = None,
     ) -> None:
         try:
             import vllm
@@ -234,7 +235,7 @@ class _VLLMEngine:
 
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model_dir)
         self.template = template
-        kwargs: dict[str, Any] = {"model": model_dir, "seed": seed, "dtype": dtype}
+        kwargs: dict[str, Any] = {"model": model_dir, "seed": seed, "dtype": dtype, **(engine_args or {})}
         if context_limit is not None:
             kwargs["max_model_len"] = context_limit + max_new_tokens
         self.llm = LLM(**kwargs)
@@ -321,6 +322,7 @@ def generate(
     tokenizer: Any | None = None,
     fingerprint_extra: Mapping[str, Any] | None = None,
     progress: bool = True,
+    engine_args: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Generate one greedy response per record into JSONL ``out_path``; return run metadata.
 
@@ -335,10 +337,14 @@ def generate(
     ``model_dir`` is still hashed for the revision, and whatever else changes the outputs (a
     steering vector's hash, its layer and scale) belongs in ``fingerprint_extra`` so that a resumed
     run never reuses shards made under another intervention. The model is loaded only if some
-    shard still has to be generated. See the module docstring for backends, sharding and truncation.
+    shard still has to be generated. ``engine_args`` go to vLLM's ``LLM`` (memory and parallelism settings,
+    e.g. ``gpu_memory_utilization``); the hf backend takes none. See the module docstring for backends,
+    sharding and truncation.
     """
     _check_args(records, backend=backend, max_new_tokens=max_new_tokens, batch_size=batch_size,
                 shard_size=shard_size, max_prompt_tokens=max_prompt_tokens)
+    if engine_args and backend != "vllm":
+        raise ValueError(f"engine_args are vLLM's; backend {backend!r} takes none (got {sorted(engine_args)})")
     t_start = time.perf_counter()
     if model is not None:
         config = model.config
@@ -384,7 +390,7 @@ def generate(
         torch.manual_seed(seed)
         engine = _make_engine(backend, model_dir, template=template, max_new_tokens=max_new_tokens,
                               batch_size=batch_size, context_limit=context_limit, seed=seed, compute=compute,
-                              model=model, tokenizer=tokenizer)
+                              model=model, tokenizer=tokenizer, engine_args=engine_args)
         from tqdm.auto import tqdm
 
         bar = tqdm(
@@ -456,14 +462,25 @@ def _finished_shards(shard_dir: Path, shards: list[list[int]], ids: list[str]) -
     return done
 
 
+# One vLLM engine per (checkpoint, settings) in a process: a generate job calls generate() once per benchmark,
+# and building an engine (weights to the GPU, CUDA graphs, KV-cache profiling) costs far more than a benchmark.
+_VLLM_ENGINES: dict[str, _VLLMEngine] = {}
+
+
 def _make_engine(backend: str, model_dir: str, *, template: Template, max_new_tokens: int, batch_size: int,
                  context_limit: int | None, seed: int, compute: dict[str, Any] | None, model: Any | None,
-                 tokenizer: Any | None) -> _Engine:
+                 tokenizer: Any | None, engine_args: Mapping[str, Any] | None = None) -> _Engine:
     if backend == "hf":
         return _HFEngine(model_dir, template=template, max_new_tokens=max_new_tokens, batch_size=batch_size,
                          compute=compute, model=model, tokenizer=tokenizer)
-    return _VLLMEngine(model_dir, template=template, max_new_tokens=max_new_tokens, context_limit=context_limit,
-                       seed=seed, dtype=_dtype_name(None, compute), tokenizer=tokenizer)
+    dtype = _dtype_name(None, compute)
+    key = json.dumps([str(Path(model_dir).resolve()), template, max_new_tokens, context_limit, seed, dtype,
+                      dict(engine_args or {})], sort_keys=True)
+    if key not in _VLLM_ENGINES:
+        _VLLM_ENGINES[key] = _VLLMEngine(model_dir, template=template, max_new_tokens=max_new_tokens,
+                                         context_limit=context_limit, seed=seed, dtype=dtype, tokenizer=tokenizer,
+                                         engine_args=engine_args)
+    return _VLLM_ENGINES[key]
 
 
 def _generate_shard(engine: _Engine, recs: Sequence[Mapping[str, Any]], template: Template,

@@ -172,3 +172,37 @@ def test_judge_validation_rule_reproduces_88_4(work: Path) -> None:
     judges = set(re.findall(r"^\| xstest \| (\w+) \|", md, re.MULTILINE))
     assert {"xstest_strmatch_curly_v1", "jbb_substring_v1"} <= judges
     assert "| xstest | xstest_strmatch_v1 | all | compliance |" in (work / R / "tables/judge_confusion.md").read_text()
+
+
+def test_a_learned_judge_is_trained_by_a_rule_and_judges_beside_the_others(work: Path) -> None:
+    """refusal_clf_v1 as the over-refusal suite's secondary judge, trained on a labelled set given by config
+    alone (tests/fixtures/labelled: 2 models, 16 rows): the training job runs before judging, its artefact and
+    leave-one-model-out table carry provenance, and nothing upstream of judging reruns."""
+    votes = {"files": "labelled/*.jsonl", "model_from": "column",
+             "columns": {"prompt": "query", "response": "reply", "label": "verdict", "model": "system"},
+             "labels": {"answered": "compliance", "refused": "refusal", "mixed": "partial_refusal"}}
+    cfg = _write(work, "learned.yaml", {
+        "data": {"raw_dir": str(work / "tests/fixtures")},
+        "eval": {"secondary_judges": {"over_refusal": "refusal_clf_v1"},
+                 "learned_judges": {"refusal_clf_v1": {"train_sets": ["votes"]}},
+                 "judge_validation": {"judges": ["xstest_strmatch_v1"], "sets": {"votes": votes}}}})
+    target = f"{STL_EVAL}/xstest_safe.json"
+    jobs = jobs_in_dry_run(snakemake(work, target, "-n", "--configfile", TINY, cfg).stdout)
+    assert jobs == {"train_learned_judge": 1, "judge": 1}, jobs
+    proc = snakemake(work, target, "--cores", "2", "--configfile", TINY, cfg)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    manifest = json.loads((work / R / "judges/refusal_clf_v1/manifest.json").read_text())
+    assert manifest["training"]["n"] == 16 and manifest["training"]["source"] == "votes"
+    assert set(manifest["provenance"]["data"]["files"]) == {"refusal_votes.jsonl"}
+    assert manifest["provenance"]["sets"]["votes"]["files"] == "labelled/*.jsonl"
+    cv = json.loads((work / R / "judges/refusal_clf_v1_cv.json").read_text())
+    assert cv["models"] == ["alpha", "beta"] and 0 <= cv["candidates"][cv["chosen"]]["mean"] <= 1
+    res = json.loads((work / STL_EVAL / "xstest_safe.json").read_text())
+    assert res["secondary"][0]["judge_id"] == "refusal_clf_v1"
+    info = res["provenance"]["learned_judges"]["refusal_clf_v1"]
+    assert info["training_sha256"] == manifest["training"]["sha256"]
+    assert info["classifier_sha256"] == manifest["classifier_sha256"]
+    advbench = json.loads((work / STL_EVAL / "advbench.json").read_text())  # harmful suite: no learned judge
+    assert all(s["judge_id"] != "refusal_clf_v1" for s in advbench.get("secondary", []))
+    # nothing left to do; a retrained artefact (another training set) would rerun judging only
+    assert jobs_in_dry_run(snakemake(work, target, "-n", "--configfile", TINY, cfg).stdout) == {}

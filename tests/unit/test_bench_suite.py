@@ -189,9 +189,9 @@ def test_cli_rejects_separate_and_malformed_bench_args(capsys: pytest.CaptureFix
         "entk": ["--probes", "4", "--seeds", "2"]}
 
 
-def test_suite_lists_the_six_benchmarks_with_recorded_arguments() -> None:
+def test_suite_lists_the_seven_benchmarks_with_recorded_arguments() -> None:
     assert [b.name for b in suite.SUITE] == ["generation", "llm_concurrency", "dcr_truncation", "entk", "leakage",
-                                             "sft_memory"]
+                                             "sft_memory", "roofline"]
     for b in suite.SUITE:
         assert (REPO / b.script).is_file() and b.why and b.args and b.quick_args
         assert "--out" not in b.args + b.quick_args  # the runner owns --out
@@ -262,6 +262,32 @@ def test_extract_sft_memory() -> None:
     (h,) = suite.extract_sft_memory(d)
     assert (h.value, h.text, h.target, h.met) == (0.776, "0.78", "≤ 0.9", True)
     assert "121 / 155 MB" in h.measure and "5.0M parameters" in h.measure
+
+
+def test_extract_roofline() -> None:
+    levers = {"baseline": {"fraction_of_peak": 0.12}, "static KV cache": {"fraction_of_peak": 0.15}}
+    runs = {"full step, fp32": {"fraction_of_peak": 0.31, "batch": 8, "seq": 128},
+            "DCR step": {"fraction_of_peak": 0.2, "batch": 8, "seq": 128}}
+    d = {"peak": {"float32": {"peak_gflops": 101.4}, "bfloat16": {"peak_gflops": 180.2}},
+         "generation": {"levers": levers, "best_batch": 64, "best_fraction": 0.15, "goal": 0.4, "meets_goal": False},
+         "training": {"runs": runs, "best_fraction": 0.31, "goal": 0.3, "meets_goal": True}}
+    peak, gen, train = suite.extract_roofline(d)
+    assert (peak.text, peak.met) == ("101 / 180", True)
+    assert (gen.text, gen.target, gen.met) == ("15.0%", "≥ 40%", False) and "static KV cache, batch 64" in gen.measure
+    assert (train.text, train.met) == ("31.0%", True) and "8 × 128 tokens" in train.measure
+
+
+def test_roofline_flop_count() -> None:
+    """The analytic count on SmolLM2-135M: 30 blocks of 3,538,944 weights and the tied 576 × 49,152 head."""
+    import bench.bench_roofline as roof
+
+    arch = roof.SMOLLM2_135M
+    assert roof.block_weights(arch) == 3_538_944
+    one = roof.forward_flops(arch, positions=1, context_sum=1, head_positions=1)
+    assert one == 30 * (2 * 3_538_944 + 4 * 576) + 2 * 576 * 49152
+    # prefill of 2 prompts × 3 tokens (contexts 1+2+3 each), then 1 decoding step at context 4
+    assert roof.generation_flops(arch, batch=2, prompt=3, new=2) == (
+        roof.forward_flops(arch, 6, 12, 2) + roof.forward_flops(arch, 2, 8, 2))
 
 
 def test_machine_info_fields() -> None:

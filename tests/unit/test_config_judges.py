@@ -271,3 +271,64 @@ def test_the_schema_knows_benchmarks_py_s_benchmarks_and_suites():
     defs = load_schema()["$defs"]
     assert defs["benchmark_name"]["enum"] == list(BENCHMARKS)
     assert defs["judge_key"]["enum"] == [*SUITES, *BENCHMARKS]
+
+
+# --------------------------------------------------------------------------- learned judges (eval.learned_judges)
+
+FIXTURES = REPO / "tests/fixtures"
+VOTES = {"files": "labelled/*.jsonl", "columns": {"prompt": "query", "response": "reply", "label": "verdict",
+                                                   "model": "system"},
+         "labels": {"answered": "compliance", "refused": "refusal", "mixed": "partial_refusal"},
+         "model_from": "column", "enabled": False}
+
+
+def _learned(cfg: dict[str, Any], entry: dict[str, Any] | None, raw_dir: str | None = str(FIXTURES)) -> dict:
+    cfg["data"]["raw_dir"] = raw_dir
+    cfg["eval"]["secondary_judges"]["over_refusal"] = "refusal_clf_v1"
+    cfg["eval"]["judge_validation"]["sets"] = {"votes": VOTES}
+    if entry is not None:
+        cfg["eval"]["learned_judges"] = {"refusal_clf_v1": entry}
+    return cfg
+
+
+def test_learned_judge_trained_on_a_labelled_set(cfg):
+    from overrefusal.config import learned_judge_training_sets, learned_judges_used
+
+    cfg = _learned(cfg, {"train_sets": ["votes"]})
+    validate_config(cfg, env={})
+    assert learned_judges_used(cfg) == ["refusal_clf_v1"]
+    # validation's `enabled: false` does not keep a set out of training
+    assert learned_judge_training_sets(cfg, "refusal_clf_v1") == {"votes": {k: v for k, v in VOTES.items()
+                                                                            if k != "enabled"}}
+
+
+def test_learned_judge_needs_its_entry(cfg):
+    assert "eval.learned_judges.refusal_clf_v1: eval.judges names the learned judge" in errors_of(_learned(cfg, None))
+
+
+def test_learned_judge_unknown_set_and_missing_raw_dir(cfg):
+    msg = errors_of(_learned(cfg, {"train_sets": ["votes", "mine"]}))
+    assert "eval.learned_judges.refusal_clf_v1.train_sets: 'mine' is not a labelled set" in msg
+    cfg = _learned(copy.deepcopy(DEFAULT), {"train_sets": ["votes"]}, raw_dir=None)
+    cfg["eval"]["judge_validation"]["sets"] = {"votes": VOTES}
+    assert "training reads the labelled sets under data.raw_dir, which is not set" in errors_of(cfg)
+
+
+def test_learned_judge_set_without_files(cfg, tmp_path):
+    msg = errors_of(_learned(cfg, {"train_sets": ["votes"]}, raw_dir=str(tmp_path)))
+    assert "eval.learned_judges.refusal_clf_v1.train_sets: no file matches labelled/*.jsonl (set votes)" in msg
+
+
+def test_learned_judge_from_an_artefact(cfg, tmp_path):
+    assert "holds no manifest.json" in errors_of(_learned(cfg, {"artefact": str(tmp_path)}))
+    validate_config(_learned(copy.deepcopy(DEFAULT), {"artefact": str(REPO / "results/judges/refusal_clf_v1")}),
+                    env={})
+    # either an artefact or training sets, not both
+    msg = errors_of(_learned(copy.deepcopy(DEFAULT), {"artefact": str(tmp_path), "train_sets": ["votes"]}))
+    assert "eval.learned_judges.refusal_clf_v1: give exactly one of train_sets" in msg
+    assert "give exactly one of" in errors_of(_learned(copy.deepcopy(DEFAULT), {}))
+
+
+def test_learned_judge_is_never_validated_on_its_training_labels(cfg):
+    cfg["eval"]["judge_validation"]["judges"] = ["xstest_strmatch_v1", "refusal_clf_v1"]
+    assert "refusal_clf_v1 is trained on human labels" in errors_of(cfg)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -305,6 +306,47 @@ def test_vllm_backend_reports_missing_package(model_dir: Path, tmp_path: Path) -
     with pytest.raises(ImportError, match="pip install vllm"):
         generate(str(model_dir), records()[:1], str(tmp_path / "o.jsonl"), template="chat", max_new_tokens=2,
                  batch_size=1, backend="vllm", progress=False)
+
+
+FAKE_VLLM = Path(__file__).resolve().parents[1] / "support/fake_vllm"
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """tests/support/fake_vllm on sys.path (vLLM's call shapes, transformers' greedy decoding); returns the log
+    of the engines it built."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(FAKE_VLLM))
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    monkeypatch.setattr(gen_mod, "_VLLM_ENGINES", {})
+    log = tmp_path / "engines.jsonl"
+    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    yield log
+    sys.modules.pop("vllm", None)  # never leave the stand-in importable for later tests
+
+
+def test_vllm_backend_writes_the_hf_backends_rows_with_one_engine(model_dir: Path, loaded: Any, tmp_path: Path,
+                                                                   fake_vllm: Path) -> None:
+    hf = run(model_dir, loaded, tmp_path / "hf.jsonl")
+    kw = {"template": "chat", "max_new_tokens": 6, "batch_size": 4, "progress": False, "backend": "vllm",
+          "engine_args": {"gpu_memory_utilization": 0.5}}
+    first = generate(str(model_dir), records(), str(tmp_path / "v1.jsonl"), **kw)
+    second = generate(str(model_dir), records()[:2], str(tmp_path / "v2.jsonl"), **kw)
+    strip = lambda rows: [{k: r[k] for k in ("id", "response", "n_new_tokens", "n_prompt_tokens")} for r in rows]
+    assert strip(read_jsonl(tmp_path / "v1.jsonl")) == strip(read_jsonl(tmp_path / "hf.jsonl"))
+    assert first["backend"] == "vllm" and first["runtime"]["vllm_version"] == "0.0.0+fake"
+    assert first["decoding"]["batch_size"] == 4 and first["fingerprint"] != hf["fingerprint"]
+    assert second["n"] == 2
+    engines = [json.loads(line) for line in fake_vllm.read_text().splitlines()]
+    assert len(engines) == 1  # one engine for both calls
+    assert engines[0]["gpu_memory_utilization"] == 0.5 and engines[0]["dtype"] == "float32"
+    assert engines[0]["max_model_len"] == 64  # the context limit plus the new tokens
+
+
+def test_engine_args_belong_to_vllm(model_dir: Path, loaded: Any, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="engine_args are vLLM's"):
+        run(model_dir, loaded, tmp_path / "o.jsonl", engine_args={"max_num_seqs": 4})
 
 
 @pytest.mark.parametrize(

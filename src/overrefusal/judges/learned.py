@@ -508,8 +508,9 @@ class LearnedRefusalJudge(RefusalJudge):
 
     # -- artefact -----------------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the artefact directory atomically (replacing an older one at ``path``)."""
+    def save(self, path: str | os.PathLike[str], provenance: Mapping[str, Any] | None = None) -> Path:
+        """Write the artefact directory atomically (replacing an older one at ``path``); ``provenance`` (the
+        training job's code, config and data) goes into the manifest."""
         if self.coef is None or self.manifest is None:
             raise RuntimeError(f"{JUDGE_ID}: nothing to save; fit() first")
         out = Path(path)
@@ -518,7 +519,8 @@ class LearnedRefusalJudge(RefusalJudge):
             weights = {"coef": [float(v) for v in self.coef], "intercept": float(self.intercept or 0.0)}
             (tmp / CLASSIFIER_FILE).write_text(json.dumps(weights) + "\n", encoding="utf-8")
             manifest = {**self.manifest,
-                        "classifier_sha256": hashlib.sha256((tmp / CLASSIFIER_FILE).read_bytes()).hexdigest()}
+                        "classifier_sha256": hashlib.sha256((tmp / CLASSIFIER_FILE).read_bytes()).hexdigest(),
+                        **({"provenance": dict(provenance)} if provenance is not None else {})}
             write_json(tmp / MANIFEST_FILE, manifest)
         self.manifest = manifest
         self.artefact = out
@@ -791,12 +793,15 @@ def _describe(fs: FeatureSet) -> str:
 # Command line
 
 
-def _rows(data_dir: str, sets_file: str | None) -> tuple[list[LabelledRow], str]:
-    """Rows of the labelled sets (default: XSTest), via judge_validation's loader; with several sets the model
-    name is prefixed by the set name so folds never merge two sets' models."""
-    from ..judge_validation import DEFAULT_SETS, LabelledRow, LabelledSet, _load_sets_file, enabled_sets, load_set
+def labelled_rows(sets: Mapping[str, Mapping[str, Any]], data_dir: str | os.PathLike[str]
+                  ) -> tuple[list[LabelledRow], str]:
+    """Rows of the enabled labelled sets (judge_validation's loader and its file:line errors) and their names;
+    with several sets the model name is prefixed by the set name so folds never merge two sets' models."""
+    from ..judge_validation import LabelledRow, LabelledSet, enabled_sets, load_set
 
-    sets = enabled_sets(_load_sets_file(sets_file) if sets_file else DEFAULT_SETS)
+    sets = enabled_sets(sets)
+    if not sets:
+        raise ValueError("no enabled labelled set to train on")
     rows: list[LabelledRow] = []
     for name, spec in sets.items():
         got = load_set(LabelledSet.from_spec(name, spec), data_dir)
@@ -805,6 +810,28 @@ def _rows(data_dir: str, sets_file: str | None) -> tuple[list[LabelledRow], str]
                    for r in got]
         rows += got
     return rows, ",".join(sets)
+
+
+def train_and_validate(sets: Mapping[str, Mapping[str, Any]], data_dir: str | os.PathLike[str], artefact: Path,
+                       cv_dir: Path | None = None, *, provenance: Mapping[str, Any] | None = None,
+                       prompt_folds: int = 5, device: str = "cpu") -> dict[str, Any]:
+    """Train on every row of ``sets`` and write the artefact; with ``cv_dir``, first the leave-one-model-out
+    table of the same recipe (``<cv_dir>/refusal_clf_v1_cv.{json,md}``), which needs at least two models.
+    Returns the CV result ({} without ``cv_dir``)."""
+    rows, source = labelled_rows(sets, data_dir)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {}
+    if cv_dir is not None:
+        result = cross_validate_lomo(rows, (FEATURES,), prompt_folds=prompt_folds, encoder=get_encoder(device))
+        result.update(chosen=FEATURES.name, source=source, seconds=round(time.perf_counter() - t0, 1))
+        write_json(Path(cv_dir) / f"{JUDGE_ID}_cv.json", result)
+        with atomic_path(Path(cv_dir) / f"{JUDGE_ID}_cv.md") as tmp:
+            tmp.write_text(cv_markdown(result, FEATURES.name), encoding="utf-8")
+    judge = LearnedRefusalJudge.untrained(device=device)
+    judge.fit([r.response for r in rows], [r.label for r in rows], [r.prompt for r in rows],
+              groups=[r.model for r in rows] if len({r.model for r in rows}) > 1 else None, source=source)
+    judge.save(artefact, provenance=provenance)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -828,16 +855,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = args.data_dir or default_data_dir()
     if data_dir is None:
         ap.error("no data dir: pass --data-dir or set OVERREFUSAL_DATA_DIR")
-    rows, source = _rows(str(data_dir), args.sets)
+    from ..judge_validation import DEFAULT_SETS, _load_sets_file
+
+    sets = _load_sets_file(args.sets) if args.sets else DEFAULT_SETS
     t0 = time.perf_counter()
     if args.cmd == "train":
-        judge = LearnedRefusalJudge.untrained(device=args.device)
-        judge.fit([r.response for r in rows], [r.label for r in rows], [r.prompt for r in rows],
-                  groups=[r.model for r in rows], source=source)
-        judge.save(args.out)
-        sys.stdout.write(f"{JUDGE_ID}: trained on {len(rows)} rows of {source} in {time.perf_counter() - t0:.0f} s; "
+        train_and_validate(sets, data_dir, Path(args.out), device=args.device)
+        sys.stdout.write(f"{JUDGE_ID}: trained on {', '.join(sets)} in {time.perf_counter() - t0:.0f} s; "
                          f"artefact {args.out}\n")
         return 0
+    rows, source = labelled_rows(sets, data_dir)
     fsets = CANDIDATES if args.all_candidates else (FEATURES,)
     result = cross_validate_lomo(rows, fsets, prompt_folds=args.prompt_folds, encoder=get_encoder(args.device))
     result["chosen"] = FEATURES.name
