@@ -257,6 +257,9 @@ def get_final_outputs(wildcards=None):
         f"{RESULTS}/figures/compliance_by_method.png",
         f"{RESULTS}/figures/safety_vs_overrefusal.png",
         *([f"{RESULTS}/figures/refusal_dynamics.png"] if config["tracking"]["enabled"] and TRAINED_METHODS else []),
+        *([f"{RESULTS}/figures/kernel_dynamics.png"]
+          if config["tracking"]["enabled"] and (TRACKING.get("kernel") or {}).get("enabled") and TRAINED_METHODS
+          else []),
         *get_judge_and_winrate_outputs(),
         *([f"{RESULTS}/tables/interventions.csv", f"{RESULTS}/tables/interventions.md"] if INTERVENTION_METHODS else []),
         *get_analysis_outputs(),

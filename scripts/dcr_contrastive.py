@@ -6,7 +6,7 @@ from overrefusal.models.loading import load_tokenizer
 from overrefusal.prompting import render_dialogue
 from overrefusal.records import read_records, user_text
 from overrefusal.runtime import rule_context
-from overrefusal.tracking import PROBE_SETS, DCRTrack, build_tracker, disabled_json
+from overrefusal.tracking import PROBE_SETS, DCRTrack, build_tracker, disabled_json, kernel_tracking
 
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
@@ -24,7 +24,8 @@ with rule_context(snakemake) as log:  # noqa: F821
     if t["enabled"]:
         tracker = build_tracker(smk.input.model, {s: getattr(smk.input, f"probe_{s}") for s in PROBE_SETS},
                                 smk.input.refusals, template=smk.params.template, n_probe=t["n_probe"],
-                                max_length=cfg.max_length, batch_size=t["batch_size"])
+                                max_length=cfg.max_length, batch_size=t["batch_size"],
+                                kernel=kernel_tracking(t.get("kernel")))
         track = DCRTrack(tracker, t["every_steps"])
     metrics = train_dcr(smk.input.model, smk.output.model, seemingly, toxic, cfg, template=smk.params.template,
                         lm_texts=lm_texts, compute=smk.params.compute, track=track)

@@ -7,7 +7,7 @@ from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.records import read_records
 from overrefusal.runtime import rule_context
 from overrefusal.sft import build_examples, train_sft
-from overrefusal.tracking import PROBE_SETS, RefusalTrackingCallback, build_tracker, disabled_json
+from overrefusal.tracking import PROBE_SETS, RefusalTrackingCallback, build_tracker, disabled_json, kernel_tracking
 
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
@@ -23,7 +23,8 @@ with rule_context(snakemake) as log:  # noqa: F821
     if t["enabled"]:
         tracker = build_tracker(smk.input.start, {s: getattr(smk.input, f"probe_{s}") for s in PROBE_SETS},
                                 smk.input.refusals, template=smk.params.template, n_probe=t["n_probe"],
-                                max_length=p["sft"]["max_length"], batch_size=t["batch_size"])
+                                max_length=p["sft"]["max_length"], batch_size=t["batch_size"],
+                                kernel=kernel_tracking(t.get("kernel")))
         callbacks.append(RefusalTrackingCallback(tracker, t["every_steps"]))
         log.info("refusal tokens: %s", [(r["id"], r["token"]) for r in tracker.refusal.table])
     metrics = train_sft(smk.input.start, smk.output.model, examples, p["sft"], compute=smk.params.compute,

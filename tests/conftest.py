@@ -4,8 +4,6 @@
 # A character-level tokenizer and a 4-block random Llama, saved once per session in HF format, so any
 # stage that does `AutoTokenizer/AutoModelForCausalLM.from_pretrained(model_dir)` can run on it in
 # well under a second. Treat the directory as read-only (it is shared across tests).
-import os as _os
-
 import pytest as _tiny_pytest
 
 TINY_SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>")
@@ -72,44 +70,3 @@ def tiny_model_dir(tmp_path_factory):
     make_tiny_tokenizer().save_pretrained(path)
     return str(path)
 # ---- END tiny model fixtures ----
-
-
-# ---- BEGIN parallel scheduling (pytest-xdist: `-n 2 --no-loadscope-reorder` in pyproject.toml) ----
-# Each test module is one work unit, so its module fixtures (a partial pipeline run, a trained model) are built
-# once, on one worker; the modules that use the session's tiny-world run (tests/integration/shared_run.py) are
-# one unit together, so that run is made once per session, not once per worker. Units are handed out in
-# collection order, so the longest ones (measured: the whole toy world, the tiny-world group, the real model's
-# CI-sized run) go first and the many short ones fill in around them. `pytest -n 0` runs serially.
-# (xdist's own `--dist loadgroup` cannot be used: it tags node ids through an attribute pytest 9 ignores.)
-# Two workers share the cores: an OpenMP thread that spins while it waits for work (libgomp's default) takes
-# a core from the other worker's jobs, and a multi-threaded job beside another then runs many times slower.
-# Waiting threads sleep instead; set before any test process or pipeline job starts torch.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-TINY_RUN_MODULES = ("tests/integration/test_determinism.py", "tests/integration/test_generation_backend.py",
-                    "tests/integration/test_rules.py")
-LONGEST_FIRST = ("tests/e2e/test_toy_world.py", "tiny_run", "tests/integration/test_smol_preset.py")
-
-
-def _unit(nodeid: str) -> str:
-    module = nodeid.split("::", 1)[0]
-    return "tiny_run" if module in TINY_RUN_MODULES else module
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if "tiny_run" in getattr(item, "fixturenames", ()) and _unit(item.nodeid) != "tiny_run":
-            raise _tiny_pytest.UsageError(f"{item.nodeid} uses the tiny_run fixture: add its module to "
-                                          "TINY_RUN_MODULES in tests/conftest.py, or the run is made twice")
-    rank = {u: i for i, u in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda it: rank.get(_unit(it.nodeid), len(rank)))  # stable: collection order otherwise
-
-
-def pytest_xdist_make_scheduler(config, log):
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ModuleScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return _unit(nodeid)
-
-    return ModuleScheduling(config, log)
-# ---- END parallel scheduling ----

@@ -186,6 +186,15 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
                 if depth is not None and not 0 <= layer < depth:
                     errs.append(f"{source}: {key}: {layer} is outside the depth of model '{model}', which has "
                                 f"{depth} decoder layers (allowed 0..{depth - 1})")
+    kernel = config["tracking"].get("kernel") or {}
+    if kernel.get("enabled"):
+        every = config["tracking"]["every_steps"]
+        if kernel["every_steps"] % every:
+            errs.append(f"{source}: tracking.kernel.every_steps: {kernel['every_steps']} is not a multiple of "
+                        f"tracking.every_steps ({every}); the kernel is measured at tracked steps only")
+        if kernel["n_per_class"] > config["tracking"]["n_probe"]:
+            errs.append(f"{source}: tracking.kernel.n_per_class: {kernel['n_per_class']} exceeds tracking.n_probe "
+                        f"({config['tracking']['n_probe']}), the prompts each probe set holds")
     unknown = [s for s in config["analysis"]["seeds"] or [] if s not in config["seeds"]]
     if unknown:
         errs.append(f"{source}: analysis.seeds: {unknown} not among seeds {config['seeds']}")

@@ -44,7 +44,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,18 @@ from .prompting import Template, encode_prompt
 from .records import user_text
 
 PROBE_SETS: tuple[str, ...] = ("seemingly_toxic", "toxic", "general")
+KERNEL_QUANTITY = ("DCR's normalised eNTK on first-answer-token logits, K~(x',x) = ||K(x',x)||_F / ||K(x',x')||_F, "
+                   "3x3 probe-set block means (overrefusal.analysis.entk)")
+
+
+@dataclass(frozen=True)
+class KernelTracking:
+    """eNTK over training steps (DCR's ||K_t|| curves): ``n_per_class`` prompts of each probe set, at step 0,
+    every ``every_steps`` optimiser steps and at the last step."""
+
+    n_per_class: int
+    every_steps: int
+    entk: Any  # analysis.entk.EntkConfig (imported lazily: tracking without it needs no torch.func)
 QUANTITY = "refusal_logodds"
 DEFINITION = ("log P(R) - log(1 - P(R)), P(R) = sum over the refusal token ids of softmax(logits) at the last "
               "prompt position (the first answer token); averaged over each probe set")
@@ -175,9 +187,12 @@ class RefusalTracker:
     """
 
     def __init__(self, tokenizer: Any, probe_sets: Sequence[ProbeSet], refusal: RefusalTokens, *,
-                 template: Template, max_length: int = 256, batch_size: int = 64) -> None:
+                 template: Template, max_length: int = 256, batch_size: int = 64,
+                 kernel: KernelTracking | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.kernel = kernel
+        self.kernel_records: list[dict[str, Any]] = []
         self.tokenizer = tokenizer
         self.probe_sets = list(probe_sets)
         self.refusal = refusal
@@ -225,8 +240,34 @@ class RefusalTracker:
         finally:
             model.train(was_training)
 
-    def record(self, model: torch.nn.Module, step: int, *, epoch: float | None = None) -> dict[str, Any]:
-        """Measure and append one record per probe set; returns {set: mean log-odds}."""
+    def record_kernel(self, model: torch.nn.Module, step: int) -> None:
+        """The eNTK between the probe sets' first ``kernel.n_per_class`` prompts (``analysis.entk``), in eval
+        mode; it reads the model only (parameters bit-identical, no random numbers drawn by the jvp/exact/fd
+        estimators)."""
+        from .analysis.entk import entk_report
+
+        assert self.kernel is not None
+        was_training = model.training
+        model.eval()
+        try:
+            sets = {ps.name: ps.texts[:self.kernel.n_per_class] for ps in self.probe_sets}
+            rep = entk_report(model, self.tokenizer, self.template, sets, self.kernel.entk)
+        finally:
+            model.train(was_training)
+        self.kernel_records = [r for r in self.kernel_records if r["step"] != step]
+        self.kernel_records.append({"step": int(step), "block_means": rep["block_means"],
+                                    "seconds": round(rep["seconds"], 3)})
+
+    @property
+    def kernel_steps(self) -> list[int]:
+        return sorted(r["step"] for r in self.kernel_records)
+
+    def record(self, model: torch.nn.Module, step: int, *, epoch: float | None = None,
+               final: bool = False) -> dict[str, Any]:
+        """Measure and append one record per probe set; returns {set: mean log-odds}. With kernel tracking,
+        the kernel too at step 0, every ``kernel.every_steps`` and at the ``final`` step."""
+        if self.kernel is not None and (final or step % self.kernel.every_steps == 0):
+            self.record_kernel(model, step)
         values = self.measure(model)
         self.records = [r for r in self.records if r["step"] != step]
         means: dict[str, Any] = {}
@@ -249,7 +290,7 @@ class RefusalTracker:
     # -- persistence ---------------------------------------------------------------------------
 
     def save_sidecar(self, directory: str | os.PathLike[str]) -> None:
-        write_json(Path(directory) / SIDECAR, {"records": self.records})
+        write_json(Path(directory) / SIDECAR, {"records": self.records, "kernel_records": self.kernel_records})
 
     def load_sidecar(self, directory: str | os.PathLike[str], up_to_step: int) -> int:
         """Records of an interrupted run up to ``up_to_step`` (the checkpoint resumed from); count kept."""
@@ -258,10 +299,12 @@ class RefusalTracker:
             self.records = []
             return 0
         try:
-            rows = json.loads(path.read_text(encoding="utf-8"))["records"]
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            rows, kernel_rows = doc["records"], doc.get("kernel_records", [])
         except (json.JSONDecodeError, KeyError):
-            rows = []
+            rows, kernel_rows = [], []
         self.records = [r for r in rows if r["step"] <= up_to_step]
+        self.kernel_records = [r for r in kernel_rows if r["step"] <= up_to_step]
         return len(self.records)
 
     def to_json(self, *, stage: str, model: str, method: str, every_steps: int, total_steps: int,
@@ -286,6 +329,10 @@ class RefusalTracker:
             "probe_sets": {ps.name: {"source": ps.source, "n": len(ps.texts), "ids": ps.ids} for ps in self.probe_sets},
             "records": sorted(self.records, key=lambda r: (r["step"], PROBE_SETS.index(r["probe_set"])
                                                           if r["probe_set"] in PROBE_SETS else len(PROBE_SETS))),
+            **({"kernel": {"quantity": KERNEL_QUANTITY, "n_per_class": self.kernel.n_per_class,
+                           "every_steps": self.kernel.every_steps, "config": asdict(self.kernel.entk),
+                           "records": sorted(self.kernel_records, key=lambda r: r["step"])}}
+               if self.kernel is not None else {}),
             **(extra or {}),
         }
 
@@ -296,8 +343,20 @@ def disabled_json(*, stage: str, model: str, method: str, seed: int | None = Non
             **({"seed": seed} if seed is not None else {}), "quantity": QUANTITY, "records": []}
 
 
+def kernel_tracking(params: dict[str, Any] | None) -> KernelTracking | None:
+    """``tracking.kernel`` of the config as a :class:`KernelTracking` (None when absent or disabled)."""
+    if not params or not params.get("enabled"):
+        return None
+    from .analysis.entk import EntkConfig
+
+    entk = EntkConfig(params="last_n+head", last_n=params["last_n"], top_k=params["top_k"],
+                      estimator=params["estimator"], max_length=params["max_length"])
+    return KernelTracking(n_per_class=params["n_per_class"], every_steps=params["every_steps"], entk=entk)
+
+
 def build_tracker(model_dir: str, probe_paths: dict[str, str], safety_path: str, *, template: Template,
-                  n_probe: int, max_length: int, batch_size: int) -> RefusalTracker:
+                  n_probe: int, max_length: int, batch_size: int,
+                  kernel: KernelTracking | None = None) -> RefusalTracker:
     """A tracker for ``model_dir``'s tokenizer: probe sets from files, refusal tokens by the rule."""
     from .models.loading import load_tokenizer
 
@@ -308,7 +367,10 @@ def build_tracker(model_dir: str, probe_paths: dict[str, str], safety_path: str,
     refusals = [r["response"] for r in read_jsonl(safety_path) if r.get("label") == "toxic" and r.get("response")]
     tokens = refusal_token_ids(tok, refusal_phrases(refusals))
     sets = [load_probe_set(name, probe_paths[name], n_probe) for name in PROBE_SETS]
-    return RefusalTracker(tok, sets, tokens, template=template, max_length=max_length, batch_size=batch_size)
+    if kernel is not None and kernel.n_per_class > n_probe:
+        raise ValueError(f"tracking.kernel.n_per_class ({kernel.n_per_class}) exceeds tracking.n_probe ({n_probe})")
+    return RefusalTracker(tok, sets, tokens, template=template, max_length=max_length, batch_size=batch_size,
+                          kernel=kernel)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,7 +410,13 @@ class RefusalTrackingCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if state.global_step not in self.tracker.steps:
-            self._record(args, state, model)
+            self.tracker.record(model, state.global_step, epoch=state.epoch, final=True)
+        elif self.tracker.kernel is not None and state.global_step not in self.tracker.kernel_steps:
+            self.tracker.record_kernel(model, state.global_step)
+        else:
+            return
+        if state.is_world_process_zero:
+            self.tracker.save_sidecar(args.output_dir)
 
 
 class DCRTrack:
@@ -367,7 +435,7 @@ class DCRTrack:
 
     def __call__(self, model: torch.nn.Module, step: int, last: bool = False) -> None:
         if step == 0 or last or step % self.every_steps == 0:
-            self.tracker.record(model, step)
+            self.tracker.record(model, step, final=last)
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Keep the points so far beside DCR's checkpoint (called just before it is written)."""

@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 METHODS = {"base", "no_safety", "stl", "stl_aug", "tbr_internal", "tbr_external", "dcr_stl", "scans", "surgical"}
 SEEDS = [0, 1, 2]
 ANALYSES = ("entk", "separability", "attribution")
-FIGURES = [f"figures/{f}.{ext}" for f in ("compliance_by_method", "safety_vs_overrefusal", "refusal_dynamics")
-           for ext in ("png", "pdf")]
+FIGURES = [f"figures/{f}.{ext}" for f in ("compliance_by_method", "safety_vs_overrefusal", "refusal_dynamics",
+                                          "kernel_dynamics") for ext in ("png", "pdf")]
 ANALYSIS_FILES = [f"{d}/{a}.{ext}" for a in ANALYSES for d, ext in
                   (("tables", "csv"), ("tables", "md"), ("figures", "png"), ("figures", "pdf"))]
 PAPER_TABLES = [f"tables/paper/{t}.{ext}" for t in ("dcr_main", "dcr_winrate", "dcr_capability", "tbr_main",
@@ -188,6 +188,7 @@ def test_report_html_holds_every_table_and_figure(toy_run: Path) -> None:
     html = (toy_run / "report.html").read_text()
     for name in ["main.csv", "summary.csv", "capability.csv", "winrate.csv", "interventions.csv",
                  "compliance_by_method.png", "safety_vs_overrefusal.png", "refusal_dynamics.png",
+                 "kernel_dynamics.png", "kernel_dynamics.csv",
                  *(f"{a}.{ext}" for a in ANALYSES for ext in ("csv", "png")),
                  *(f"{t}.md" for t in ("dcr_main", "dcr_winrate", "dcr_capability", "tbr_main", "tbr_capability"))]:
         assert name in html, name
@@ -207,6 +208,17 @@ def test_dcr_stage_lowers_the_kernel_between_seemingly_toxic_and_toxic_prompts(t
     dcr = _per_seed(toy_run, "entk", "dcr_stl/dcr_stage", st_t)
     for s in SEEDS:
         assert dcr[s] <= min(base, stl[s]) - 0.05, (s, base, stl[s], dcr[s])
+
+
+def test_the_kernel_falls_while_dcrs_stage_trains(toy_run: Path) -> None:
+    """DCR's ||K_t|| curve, on every seed: over its contrastive stage the normalised eNTK between the seemingly
+    toxic and toxic probe prompts (tracking.kernel) ends lower than it starts."""
+    for s in SEEDS:
+        doc = json.loads((toy_run / f"results/toy/toy-llama/dcr_stl/seed{s}/dcr/tracking.json").read_text())
+        recs = doc["kernel"]["records"]
+        first, last = (r["block_means"]["seemingly_toxic"]["toxic"] for r in (recs[0], recs[-1]))
+        assert recs[0]["step"] == 0 and recs[-1]["step"] == doc["total_steps"]
+        assert last <= first - 0.05, (s, first, last)
 
 
 def test_dcr_stage_separates_the_classes_at_its_layer(toy_run: Path) -> None:

@@ -96,6 +96,12 @@ def test_refusal_tracking_curves(tiny: Path) -> None:
     start = [r["mean_logodds"] for r in docs[f"toy-llama/dcr_stl/{S}/tracking.json"]["records"] if r["step"] == 0]
     assert end == pytest.approx(start, abs=1e-5)
     assert (tiny / R / "figures/refusal_dynamics.png").stat().st_size > 1000
+    # the kernel curves: measured at step 0 and the last step of every run, drawn and tabulated
+    for doc in docs.values():
+        steps = [r["step"] for r in doc["kernel"]["records"]]
+        assert steps[0] == 0 and steps[-1] == doc["total_steps"]
+    assert (tiny / R / "figures/kernel_dynamics.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "ST|T change" in (tiny / R / "tables/kernel_dynamics.md").read_text()
 
 
 def test_eval_jsons_and_capability_valid(tiny: Path) -> None:
@@ -121,7 +127,7 @@ def test_nothing_to_do_after_a_finished_run(tiny: Path) -> None:
 
 
 REPORT = {"tables": 1, "paper_tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "samples": 1, "all": 1}
-TRACKING_FIG = {"figure_refusal_dynamics": 1}  # a retrained method has a new refusal curve
+TRACKING_FIG = {"figure_refusal_dynamics": 1, "figure_kernel_dynamics": 1}  # a retrained method: new curves
 WINRATE = {"winrate": 1, "winrate_table": 1, "paper_tables": 1}  # per retrained method (tables: once)
 INTERVENTION = {"intervention": 1, "intervention_table": 1}  # per refitted intervention (table: once)
 COMPARED = EVALUATED - 1  # win rates: every method but the reference (stl)
@@ -195,6 +201,8 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
         # Tracking is measured inside the training jobs (tracking.json is an output of sft and dcr_contrastive),
         # so every training job reruns and, its model rewritten, everything evaluated from it; not the base model.
         pytest.param({"tracking": {"every_steps": 2}}, {"dcr_contrastive": 1, **EVERY_SFT}, id="tracking-every-steps"),
+        # the kernel curves are measured inside the training jobs too
+        pytest.param({"tracking": {"kernel": {"top_k": 4}}}, {"dcr_contrastive": 1, **EVERY_SFT}, id="kernel-top-k"),
         # decoding: every generation (the win-rate prompts' too) and what follows, no training, no capability
         pytest.param({"eval": {"max_new_tokens": 6}},
                      {"generate": EVALUATED, "judge": EVALUATED, **REPORT, **WINRATE, "winrate": COMPARED},
@@ -214,7 +222,8 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
         # the shared prompt count: separability and attribution; the eNTK has its own (analysis.entk.n_per_class)
         pytest.param({"analysis": {"n_per_class": 3}}, {**analyses(2), "all": 1}, id="analysis-n-per-class"),
         pytest.param({"paper_tables": {"partial": False}}, {"paper_tables": 1, "all": 1}, id="paper-tables-partial"),
-        pytest.param({"tracking": {"plot_scale": "logodds"}}, {**TRACKING_FIG, "all": 1}, id="plot-scale"),
+        pytest.param({"tracking": {"plot_scale": "logodds"}}, {"figure_refusal_dynamics": 1, "all": 1},
+                     id="plot-scale"),
         # win-rate settings: the win rates alone
         pytest.param({"winrate": {"judge": {"model": "another-oracle"}}}, {**WINRATE, "winrate": COMPARED, "all": 1},
                      id="winrate-judge"),

@@ -271,6 +271,66 @@ def test_dcr_tracking_is_read_only_and_logs_every_n(tiny_model_dir: str, tmp_pat
                                   extra={"layer": 1}), SCHEMA)
 
 
+KERNEL = {"enabled": True, "n_per_class": 3, "every_steps": 4, "last_n": 1, "top_k": 3, "estimator": "jvp",
+          "max_length": 32}
+
+
+def test_kernel_tracking_is_read_only_and_measured_at_its_steps(tiny_model_dir: str, tmp_path: Path) -> None:
+    """DCR's ||K_t|| curves: the eNTK at step 0, every kernel.every_steps and the last step; training is
+    bit-identical with and without it; the block means equal analysis.entk's on the same prompts."""
+    from overrefusal.analysis.entk import entk_report
+
+    cfg = dcr.DCRConfig(layer=1, steps=5, lr=1e-3, batch_size=4, margin=0.25, scale=32.0, seed=0)
+    kw = dict(template="chat", compute={"device": "cpu", "dtype": "float32"})
+    plain = dcr.train_dcr(tiny_model_dir, str(tmp_path / "plain"), SEEMINGLY, TOXIC, cfg, **kw)
+    paths, safety = _probe_files(tmp_path)
+    t = tracking.build_tracker(tiny_model_dir, paths, safety, template="chat", n_probe=8, max_length=64,
+                               batch_size=64, kernel=tracking.kernel_tracking(KERNEL))
+    tracked = dcr.train_dcr(tiny_model_dir, str(tmp_path / "tracked"), SEEMINGLY, TOXIC, cfg, **kw,
+                            track=tracking.DCRTrack(t, every_steps=2))
+    assert tracked["loss"] == plain["loss"]
+    a, b = _weights(tmp_path / "plain"), _weights(tmp_path / "tracked")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert t.steps == [0, 2, 4, 5] and t.kernel_steps == [0, 4, 5]
+    doc = t.to_json(stage="dcr", model="m", method="dcr", every_steps=2, total_steps=5, extra={"layer": 1})
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["kernel"]["n_per_class"] == 3 and doc["kernel"]["config"]["top_k"] == 3
+    from transformers import AutoModelForCausalLM
+
+    final = AutoModelForCausalLM.from_pretrained(tmp_path / "tracked").eval()
+    sets = {ps.name: ps.texts[:3] for ps in t.probe_sets}
+    ref = entk_report(final, t.tokenizer, "chat", sets, t.kernel.entk)["block_means"]
+    got = doc["kernel"]["records"][-1]["block_means"]
+    assert got["seemingly_toxic"]["toxic"] == pytest.approx(ref["seemingly_toxic"]["toxic"], rel=1e-5)
+    # the figure draws the curves, the DCR stage at negative steps
+    from overrefusal.report.figures import kernel_dynamics
+
+    sft = {**doc, "stage": "sft", "total_steps": 5}
+    kernel_dynamics([doc, sft], [str(tmp_path / "k.png"), str(tmp_path / "k.pdf")])
+    assert (tmp_path / "k.pdf").read_bytes()[:5] == b"%PDF-"
+    from overrefusal.report.analyses import kernel_dynamics_table
+
+    table = kernel_dynamics_table([doc, sft, {**sft, "seed": 1}])
+    assert list(table["stage"]) == ["dcr", "sft"] and list(table["n_seeds"]) == [1, 2]
+    first, last = doc["kernel"]["records"][0], doc["kernel"]["records"][-1]
+    change = last["block_means"]["seemingly_toxic"]["toxic"] - first["block_means"]["seemingly_toxic"]["toxic"]
+    assert table.loc[0, "ST|T change"] == pytest.approx(change) and table.loc[0, "last_step"] == 5
+    with pytest.raises(ValueError, match="no kernel records"):
+        kernel_dynamics([tracking.disabled_json(stage="sft", model="m", method="stl")], [str(tmp_path / "x.png")])
+
+
+def test_kernel_tracking_config_errors() -> None:
+    from overrefusal.config import ConfigError, validate_config
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["tracking"]["kernel"]["every_steps"] = cfg["tracking"]["every_steps"] + 1
+    cfg["tracking"]["kernel"]["n_per_class"] = cfg["tracking"]["n_probe"] + 1
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, "config", env={})
+    assert "tracking.kernel.every_steps: 11 is not a multiple of tracking.every_steps (10)" in str(err.value)
+    assert "tracking.kernel.n_per_class: 33 exceeds tracking.n_probe (32)" in str(err.value)
+
+
 def test_disabled_document_is_schema_valid() -> None:
     doc = tracking.disabled_json(stage="sft", model="m", method="stl")
     jsonschema.validate(doc, SCHEMA)

@@ -243,3 +243,39 @@ def attribution_figure(docs: Sequence[dict[str, Any]], outs: Outs) -> None:
 
 TABLES = {"entk": entk_table, "separability": separability_table, "attribution": attribution_table}
 FIGURES = {"entk": entk_figure, "separability": separability_figure, "attribution": attribution_figure}
+
+
+# --------------------------------------------------------------------------- eNTK over training steps
+
+
+def kernel_dynamics_table(tracking: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Per (model, method, stage): the normalised kernel between probe sets at the stage's first and last
+    measured step and the change, as means over seeds with t intervals (``tracking.json``'s kernel records).
+    A stage whose seeds were measured at different steps is refused (the rows would mix steps)."""
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for d in tracking:
+        recs = (d.get("kernel") or {}).get("records") if d.get("enabled") else None
+        if recs:
+            runs.setdefault((str(d["model"]), str(d["method"]), str(d["stage"])), []).append(
+                {r["step"]: r["block_means"] for r in recs})
+    if not runs:
+        raise DataError("no kernel records to tabulate (is tracking.kernel.enabled false?)")
+    pairs = (("seemingly_toxic", "toxic"), ("seemingly_toxic", "general"))
+    order = {"dcr": 0, "sft": 1}
+    rows = []
+    for (model, method, stage), seeds in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][1],
+                                                                              order.get(kv[0][2], 2))):
+        steps = sorted(seeds[0])
+        if any(sorted(s) != steps for s in seeds):
+            raise DataError(f"kernel records of {model}/{method} ({stage}) differ in steps across seeds")
+        first, last = steps[0], steps[-1]
+        row: dict[str, Any] = {"model": model, "method": method, "stage": stage, "first_step": first,
+                               "last_step": last}
+        for a, b in pairs:
+            name = f"{SHORT[a]}|{SHORT[b]}"
+            _over_seeds(row, f"{name} first", [s[first][a][b] for s in seeds])
+            _over_seeds(row, f"{name} last", [s[last][a][b] for s in seeds])
+            _over_seeds(row, f"{name} change", [s[last][a][b] - s[first][a][b] for s in seeds])
+        row["n_seeds"] = len(seeds)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -194,14 +194,47 @@ def refusal_dynamics(tracking: list[dict], outs: Outs, *, scale: str = "probabil
             rows.append({"model": d["model"], "method": d["method"], "stage": d["stage"], "step": r["step"] + offset,
                          "seed": d.get("seed", 0), "probe_set": r["probe_set"], "mean": mean,
                          "se": sd / math.sqrt(max(1, r["n"]))})
-    runs = pd.DataFrame(rows)
-    keys = ["model", "method", "stage", "step", "probe_set"]
+    ylabel = "P(refusal)" if scale == "probability" else "refusal log-odds"
+    _step_panels(pd.DataFrame(rows), dcr_steps, outs, series="probe_set", order=PROBE_ORDER, ylabel=ylabel,
+                 hline=0.5 if scale == "probability" else 0.0,
+                 ylim=(-0.02, 1.02) if scale == "probability" else None)
+
+
+KERNEL_PAIRS = (("seemingly_toxic", "toxic"), ("seemingly_toxic", "general"), ("toxic", "general"))
+
+
+def kernel_dynamics(tracking: list[dict], outs: Outs) -> None:
+    """DCR's kernel curves: the normalised eNTK K̃(x', x) between probe sets (block means of
+    ``tracking.json``'s ``kernel`` records) vs training step, one panel per (model, method), one line per
+    pair of sets, the DCR stage at negative steps as in :func:`refusal_dynamics`. Bands are ±1 standard
+    error across seeds (none with one seed: the block mean of one run has no spread to show)."""
+    docs = [d for d in tracking if d.get("enabled") and (d.get("kernel") or {}).get("records")]
+    if not docs:
+        raise ValueError("kernel_dynamics: no kernel records to plot (is tracking.kernel.enabled false?)")
+    dcr_steps = {(d["model"], d["method"]): int(d["total_steps"]) for d in docs if d["stage"] == "dcr"}
+    rows = []
+    for d in docs:
+        offset = -dcr_steps[(d["model"], d["method"])] if d["stage"] == "dcr" else 0
+        for r in d["kernel"]["records"]:
+            for a, b in KERNEL_PAIRS:
+                rows.append({"model": d["model"], "method": d["method"], "stage": d["stage"],
+                             "step": r["step"] + offset, "seed": d.get("seed", 0), "pair": f"{a} → {b}",
+                             "mean": float(r["block_means"][a][b]), "se": 0.0})
+    _step_panels(pd.DataFrame(rows), dcr_steps, outs, series="pair",
+                 order=[f"{a} → {b}" for a, b in KERNEL_PAIRS], ylabel="normalised eNTK K̃", hline=None, ylim=None)
+
+
+def _step_panels(runs: pd.DataFrame, dcr_steps: dict[tuple[str, str], int], outs: Outs, *, series: str,
+                 order: Sequence[str], ylabel: str, hline: float | None, ylim: tuple[float, float] | None) -> None:
+    """Curves over training steps, one panel per (model, method), one line per ``series`` value: means over
+    seeds with ±1 SE bands (across seeds with several, else each run's own ``se``)."""
+    keys = ["model", "method", "stage", "step", series]
     df = runs.groupby(keys, sort=True).agg(mean=("mean", "mean"), se=("se", "mean"), sd=("mean", "std"),
                                            k=("seed", "nunique")).reset_index()
     df["se"] = np.where(df["k"] > 1, df["sd"].fillna(0.0) / np.sqrt(df["k"]), df["se"])
     models = sorted(set(df["model"]))
     methods = sorted(set(df["method"]), key=method_sort_key)
-    sets = [s for s in PROBE_ORDER if s in set(df["probe_set"])] + sorted(set(df["probe_set"]) - set(PROBE_ORDER))
+    sets = [s for s in order if s in set(df[series])] + sorted(set(df[series]) - set(order))
     colors = dict(zip(sets, sns.color_palette(PALETTE, len(sets)), strict=True))
     panels = [(model, method) for model in models for method in methods
               if not df[(df["model"] == model) & (df["method"] == method)].empty]
@@ -223,19 +256,20 @@ def refusal_dynamics(tracking: list[dict], outs: Outs, *, scale: str = "probabil
                         color="0.4")
             for name in sets:
                 for stage in ("dcr", "sft"):  # separate lines: the stages join at step 0
-                    g = sub[(sub["probe_set"] == name) & (sub["stage"] == stage)].sort_values("step")
+                    g = sub[(sub[series] == name) & (sub["stage"] == stage)].sort_values("step")
                     if g.empty:
                         continue
                     x, y, se = g["step"].to_numpy(), g["mean"].to_numpy(), g["se"].to_numpy()
                     ax.plot(x, y, color=colors[name], linewidth=1.2, marker="o", markersize=2,
                             label=name if stage == "sft" else None)
                     ax.fill_between(x, y - se, y + se, color=colors[name], alpha=0.2, linewidth=0)
-            ax.axhline(0.5 if scale == "probability" else 0.0, color="black", linewidth=0.6, linestyle=":")
-            if scale == "probability":
-                ax.set_ylim(-0.02, 1.02)
+            if hline is not None:
+                ax.axhline(hline, color="black", linewidth=0.6, linestyle=":")
+            if ylim is not None:
+                ax.set_ylim(*ylim)
             ax.set_title(method if len(models) == 1 else f"{model} / {method}", fontsize=8)
             ax.set_xlabel("step (from the start of SFT)" if k + ncols >= len(panels) else "")
-            ax.set_ylabel(("P(refusal)" if scale == "probability" else "refusal log-odds") if j == 0 else "")
+            ax.set_ylabel(ylabel if j == 0 else "")
         handles = [Patch(facecolor=colors[s], label=s.replace("_", " ")) for s in sets]
         fig.legend(handles=handles, loc="upper center", ncol=len(sets), frameon=False, fontsize=7)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.4 * nrows + 0.6)))
