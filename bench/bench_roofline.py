@@ -218,6 +218,34 @@ def profile(fn: Callable[[], Any], top: int = 12) -> dict[str, Any]:
                         for e in rows]}
 
 
+def markdown(d: dict[str, Any]) -> str:
+    """The README's roofline tables, from the JSON alone."""
+    p32, p16 = d["peak"]["float32"]["peak_gflops"], d["peak"]["bfloat16"]["peak_gflops"]
+    gen, train = d["generation"], d["training"]
+    lines = [f"Matmul peak at the model's shapes ({d['threads']} threads, {d['machine']['cpu_capability']}, native bf16: "
+             f"{'yes' if d['machine']['bf16_native'] else 'no'}): fp32 {p32:.1f} GFLOP/s, bf16 {p16:.1f} GFLOP/s "
+             f"(2048³: {d['peak']['float32']['square_2048_gflops']:.1f} / {d['peak']['bfloat16']['square_2048_gflops']:.1f})."
+             , "", "| run | batch | new tokens/s | GFLOP/s | of its dtype's peak | of the fp32 peak |", "|---|---:|---:|---:|---:|---:|"]
+    for r in gen["by_batch"]:
+        lines.append(f"| generation, fp32 | {r['batch']} | {r['new_tokens_per_s']:.1f} | {r['gflops']:.1f} | "
+                     f"{r['gflops'] / p32:.1%} | {r['gflops'] / p32:.1%} |")
+    for name, r in gen["levers"].items():
+        lines.append(f"| generation: {name} | {r['batch']} | {r['new_tokens_per_s']:.1f} | {r['gflops']:.1f} | "
+                     f"{r['fraction_of_peak']:.1%} | {r['fraction_of_fp32_peak']:.1%} |")
+    for name, r in train["runs"].items():
+        lines.append(f"| training: {name} | {r['batch']} × {r['seq']} | {r['tokens_per_s']:.0f} (tokens/s) | "
+                     f"{r['gflops']:.1f} | {r['fraction_of_peak']:.1%} | {r['fraction_of_fp32_peak']:.1%} |")
+    lines += ["", f"Prompt processing is {gen['prefill_share_of_time']:.0%} of a generation's time at the best batch "
+              f"({gen['best_batch']}; {gen['by_batch'][0]['prompt_tokens']}-token prompts, "
+              f"{gen['by_batch'][0]['new_tokens']} new tokens). Goals: generation ≥ {gen['goal']:.0%} "
+              f"({'met' if gen['meets_goal'] else 'missed'}: {gen['best_fraction']:.1%}), a training step ≥ "
+              f"{train['goal']:.0%} ({'met' if train['meets_goal'] else 'missed'}: {train['best_fraction']:.1%})."]
+    for name, prof in d["profiles"].items():
+        top = ", ".join(f"{o['op']} {o['self_share']:.0%}" for o in prof["top_ops"][:6])
+        lines.append(f"Profile of {name} (self CPU time): matmul ops {prof['matmul_share']:.0%}; top: {top}.")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -289,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if best_train["fraction_of_peak"] < GOAL_TRAINING:
         profiles["training"] = profile(lambda: training_run(train_model, arch, args.train_batch, args.train_seq, 1))
 
-    write_json(args.out, {
+    doc = {
         "benchmark": "roofline",
         "architecture": arch,
         "weights": "seeded random (throughput depends on shapes, dtype and kernels, not on weight values)",
@@ -305,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                      "meets_goal": best_train["fraction_of_peak"] >= GOAL_TRAINING},
         "profiles": profiles,
         "seconds": round(time.perf_counter() - t_start, 1),
-    })
+    }
+    write_json(args.out, doc)
+    Path(args.out).with_suffix(".md").write_text(markdown(doc), encoding="utf-8")
     print(f"peak fp32 {p32:.1f} GFLOP/s, bf16 {p16:.1f} (native bf16: {native}); generation best "
           f"{best_gen['fraction_of_peak']:.1%} (batch {b}); training best {best_train['fraction_of_peak']:.1%}")
     return 0
