@@ -9,7 +9,7 @@ from overrefusal.runtime import rule_context
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
     prov = rule_provenance(smk, sets=smk.params.sets,
-                           data={"files": {Path(p).name: sha256_file(p) for p in smk.input}})
+                           training_data={Path(p).name: sha256_file(p) for p in smk.input})
     cv = train_and_validate(smk.params.sets, smk.params.raw_dir, Path(smk.output.manifest).parent,
                             Path(smk.output.cv_json).parent, provenance=prov)
     if cv:

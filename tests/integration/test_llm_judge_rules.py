@@ -193,7 +193,7 @@ def test_a_learned_judge_is_trained_by_a_rule_and_judges_beside_the_others(work:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     manifest = json.loads((work / R / "judges/refusal_clf_v1/manifest.json").read_text())
     assert manifest["training"]["n"] == 16 and manifest["training"]["source"] == "votes"
-    assert set(manifest["provenance"]["data"]["files"]) == {"refusal_votes.jsonl"}
+    assert set(manifest["provenance"]["training_data"]) == {"refusal_votes.jsonl"}
     assert manifest["provenance"]["sets"]["votes"]["files"] == "labelled/*.jsonl"
     cv = json.loads((work / R / "judges/refusal_clf_v1_cv.json").read_text())
     assert cv["models"] == ["alpha", "beta"] and 0 <= cv["candidates"][cv["chosen"]]["mean"] <= 1
