@@ -166,6 +166,14 @@ def extract_roofline(d: dict[str, Any]) -> list[Headline]:
     ]
 
 
+def extract_scaling(d: dict[str, Any]) -> list[Headline]:
+    return [Headline(f"{name}: growth order of the wall time in the number of prompts ({w['what']}; n = "
+                     f"{', '.join(str(n) for n in w['n'])})", w["fit"]["order"],
+                     f"{w['fit']['order']:.2f} (R² {w['fit']['r2']:.2f})",
+                     f"≤ {w['expected_order'] + d['slack']:.1f}", bool(w["meets_target"]))
+            for name, w in d["workloads"].items()]
+
+
 # ---- the suite ----
 
 SUITE: tuple[Bench, ...] = (
@@ -229,6 +237,14 @@ SUITE: tuple[Bench, ...] = (
         "5 batch sizes and 4 levers at the best one, a training and a DCR step, median of 3; ~5 min",
         ("--quick",),
         "generation ≥ 40%, training ≥ 30% of the matmul peak", extract_roofline, 900,
+    ),
+    Bench(
+        "scaling", "bench/bench_scaling.py",
+        ("--points", "4", "--repeats", "2", "--threads", "1"),
+        "4 doubling sizes per workload (generation, judging, a DCR step, the leakage check, two eNTK estimators), "
+        "the least of 2 timed calls per size; the log-log figure and table go beside the JSON",
+        ("--points", "2", "--repeats", "1", "--only", "dcr_step", "entk_jvp"),
+        "growth order ≤ expected + 0.3", extract_scaling, 600,
     ),
 )
 

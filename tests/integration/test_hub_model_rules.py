@@ -24,9 +24,13 @@ HUB_CONFIG = {
         "toy-llama": {"enabled": False},
         "tiny-qwen": {"source": "hub", "repo_id": REPO_ID, "revision": "main", "num_layers": 2, "template": "chat"},
     },
-    "methods": {m: {"enabled": False} for m in ("no_safety", "stl_aug", "tbr_internal", "tbr_external")},
+    # DCR, STL and the evaluation on the hub model; the other rules are the toy world's own and add time only
+    "methods": {m: {"enabled": False} for m in ("base", "no_safety", "stl_aug", "tbr_internal", "tbr_external",
+                                                "scans", "surgical")},
     "dcr": {"layer": 1},
     "winrate": {"enabled": False},
+    "tracking": {"enabled": False},
+    "analysis": {a: {"enabled": False} for a in ("entk", "separability", "attribution")},
 }
 
 

@@ -185,7 +185,8 @@ def test_a_learned_judge_is_trained_by_a_rule_and_judges_beside_the_others(work:
         "data": {"raw_dir": str(work / "tests/fixtures")},
         "eval": {"secondary_judges": {"over_refusal": "refusal_clf_v1"},
                  "learned_judges": {"refusal_clf_v1": {"train_sets": ["votes"]}},
-                 "judge_validation": {"judges": ["xstest_strmatch_v1"], "sets": {"votes": votes}}}})
+                 "judge_validation": {"judges": ["xstest_strmatch_v1"],
+                                      "sets": {"votes": votes, "xstest": {"enabled": False}}}}})
     target = f"{STL_EVAL}/xstest_safe.json"
     jobs = jobs_in_dry_run(snakemake(work, target, "-n", "--configfile", TINY, cfg).stdout)
     assert jobs == {"train_learned_judge": 1, "judge": 1}, jobs

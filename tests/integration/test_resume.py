@@ -30,7 +30,7 @@ R = "results/tiny"
 MAX_STEPS, EVERY = 600, 50
 # Long enough on the tiny model (a few seconds of steps) that the kill lands mid-training.
 EXTRA = {"sft": {"max_steps": MAX_STEPS, "save_steps": 5, "logging_steps": 10},
-         "tracking": {"every_steps": EVERY}}
+         "tracking": {"every_steps": EVERY, "kernel": {"every_steps": EVERY}}}
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def test_refusal_tracking_curves(tiny: Path) -> None:
         steps = [r["step"] for r in doc["kernel"]["records"]]
         assert steps[0] == 0 and steps[-1] == doc["total_steps"]
     assert (tiny / R / "figures/kernel_dynamics.pdf").read_bytes()[:5] == b"%PDF-"
-    assert "ST|T change" in (tiny / R / "tables/kernel_dynamics.md").read_text()
+    assert r"ST\|T change" in (tiny / R / "tables/kernel_dynamics.md").read_text()
 
 
 def test_eval_jsons_and_capability_valid(tiny: Path) -> None:

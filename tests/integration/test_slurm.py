@@ -87,7 +87,7 @@ def dry_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     for profile in PROFILES:
         proc = snakemake(work, "--profile", profile, "-n", timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert f"Using profile {profile}" in proc.stdout + proc.stderr
+        assert re.search(rf"Using profiles? {profile}\b", proc.stdout + proc.stderr), proc.stderr[-500:]
         out[profile] = parse_dry_run(proc.stdout)
         assert out[profile], proc.stdout[-2000:]
     return out

@@ -189,9 +189,9 @@ def test_cli_rejects_separate_and_malformed_bench_args(capsys: pytest.CaptureFix
         "entk": ["--probes", "4", "--seeds", "2"]}
 
 
-def test_suite_lists_the_seven_benchmarks_with_recorded_arguments() -> None:
+def test_suite_lists_the_eight_benchmarks_with_recorded_arguments() -> None:
     assert [b.name for b in suite.SUITE] == ["generation", "llm_concurrency", "dcr_truncation", "entk", "leakage",
-                                             "sft_memory", "roofline"]
+                                             "sft_memory", "roofline", "scaling"]
     for b in suite.SUITE:
         assert (REPO / b.script).is_file() and b.why and b.args and b.quick_args
         assert "--out" not in b.args + b.quick_args  # the runner owns --out
@@ -275,6 +275,25 @@ def test_extract_roofline() -> None:
     assert (peak.text, peak.met) == ("101 / 180", True)
     assert (gen.text, gen.target, gen.met) == ("15.0%", "≥ 40%", False) and "static KV cache, batch 64" in gen.measure
     assert (train.text, train.met) == ("31.0%", True) and "8 × 128 tokens" in train.measure
+
+
+def test_scaling_fit_recovers_a_power_law() -> None:
+    import bench.bench_scaling as scaling
+
+    ns = [8, 16, 32, 64]
+    fit = scaling.fit_order(ns, [0.01 * n**1.5 for n in ns])
+    assert fit["order"] == pytest.approx(1.5) and fit["r2"] == pytest.approx(1.0)
+    assert scaling.fit_order(ns, [3.0, 3.0, 3.0, 3.0])["order"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_extract_scaling() -> None:
+    w = {"what": "greedy decoding", "n": [16, 32], "seconds": [1.0, 2.1], "expected_order": 1.0,
+         "fit": {"order": 1.07, "r2": 1.0}, "meets_target": True}
+    d = {"slack": 0.3, "workloads": {"generation": w, "dcr_step": {**w, "fit": {"order": 1.6, "r2": 0.98},
+                                                                     "meets_target": False}}}
+    gen, dcr = suite.extract_scaling(d)
+    assert (gen.text, gen.target, gen.met) == ("1.07 (R² 1.00)", "≤ 1.3", True) and "n = 16, 32" in gen.measure
+    assert (dcr.value, dcr.met) == (1.6, False)
 
 
 def test_roofline_flop_count() -> None:

@@ -313,6 +313,14 @@ def test_splits_deterministic_disjoint_and_flagged(tmp_path):
     assert "In-distribution" in card and "contrastive -> xstest_safe" in card and "CC-BY-4.0" in card
 
 
+def test_mmlu_subjects_restrict_the_capability_task(tmp_path):
+    out = _build(tmp_path, FIXTURES, _real_cfg(capability={"mmlu": {"n_per_subject": 2, "subjects": ["toy_subject"]}}))
+    rows = [json.loads(line) for line in (out / "data" / "capability" / "mmlu.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["id"].startswith("mmlu-toy_subject-") for r in rows)
+    with pytest.raises(ValueError, match=r"capability\.mmlu\.subjects: astronomy not in the staged files"):
+        _build(tmp_path, FIXTURES, _real_cfg(capability={"mmlu": {"n_per_subject": 2, "subjects": ["astronomy"]}}), "b")
+
+
 def test_dcr_contrastive_toxic_disjoint_from_safety(tmp_path):
     real = _real_cfg()
     real["splits"]["sft_safety"] = {"source": "stl_safety", "n": 15, "response": "source"}

@@ -287,8 +287,13 @@ def build_splits(params: dict[str, Any], staged_files: dict[str, str], eval_file
         by_subject: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_subject.setdefault(r["subject"], []).append(r)
+        wanted = spec.get("subjects")
+        unknown = sorted(set(wanted or ()) - set(by_subject))
+        if unknown:
+            raise ValueError(f"data.real.capability.{task}.subjects: {', '.join(unknown)} not in the staged files "
+                             f"(subjects there: {', '.join(sorted(by_subject))})")
         picked = []
-        for subj in sorted(by_subject):
+        for subj in sorted(wanted or by_subject):
             rs = by_subject[subj]
             picked += random.Random(f"{seed}:{task}:{subj}").sample(rs, min(per, len(rs)))
         caps[f"capability/{task}"] = [{k: v for k, v in r.items() if k != "subject"} for r in picked]

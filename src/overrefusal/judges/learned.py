@@ -735,7 +735,8 @@ def cv_markdown(result: Mapping[str, Any], chosen: str) -> str:
             *(f"{b}, distinct" for b in base)]
     if strict:
         head.insert(4, "ours, prompt-disjoint")
-    lines = [f"# {JUDGE_ID}: leave-one-model-out agreement with XSTest's human labels", "",
+    source = result.get("source") or "xstest"
+    lines = [f"# {JUDGE_ID}: leave-one-model-out agreement with the human labels of {source}", "",
              (f"Features: {chosen} ({_describe(FeatureSet.from_dict(ours['features']))}); logistic regression, "
               "class-balanced. Binary agreement: compliance vs full or partial refusal. Each row: trained on the "
               "other models' completions, with C chosen inside them (leave one of them out at a time, grid "
