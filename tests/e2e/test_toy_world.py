@@ -230,3 +230,17 @@ def test_trigger_words_push_towards_refusal_after_stl_and_not_after_tbr(toy_run:
     for m in ("tbr_internal", "tbr_external"):
         for s, v in _per_seed(toy_run, "attribution", m, diff).items():
             assert v < stl[s], (m, s, v, stl[s])
+
+
+def test_dcr_stage_lowers_the_tracked_kernel_more_than_stl_does(toy_run: Path) -> None:
+    """DCR's ||K_t|| claim as the trainer tracks it, on every seed: over DCR's stage the seemingly toxic vs toxic
+    kernel drops by at least 0.1 (0.20-0.23 here), and by at least 0.05 more than STL's whole SFT moves it."""
+    def change(rel: str) -> float:
+        recs = json.loads((toy_run / rel).read_text())["kernel"]["records"]
+        at = lambda r: r["block_means"]["seemingly_toxic"]["toxic"]  # noqa: E731
+        return at(recs[-1]) - at(recs[0])
+
+    for s in SEEDS:
+        dcr = change(f"results/toy/toy-llama/dcr_stl/seed{s}/dcr/tracking.json")
+        stl = change(f"results/toy/toy-llama/stl/seed{s}/tracking.json")
+        assert dcr <= -0.1 and dcr <= stl - 0.05, (s, dcr, stl)
