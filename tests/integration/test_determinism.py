@@ -1,8 +1,8 @@
 """Determinism, provenance and secrets, on two real tiny-world runs in two scratch copies.
 
 The session's full tiny run (tests/integration/shared_run.py: tiny_run) and one more run here, of two
-methods' judged results (SECOND_RUN_METHODS), in another copy of the same code. Same config and seed, two different directories (so no output
-may embed an absolute path), the same fake API key in the environment of both: every per-benchmark
+methods' judged results (SECOND_RUN_METHODS), in another copy of the same code. Same config and seed, two
+different directories (so no output may embed an absolute path), the same fake API key in the environment of both: every per-benchmark
 result JSON must be byte-identical, carry full provenance, and nothing under results/, logs/,
 benchmarks/ or .snakemake/ of either copy may contain the key.
 """
@@ -24,14 +24,18 @@ SCANNED = ("results", "logs", "benchmarks", ".snakemake")
 SECOND_RUN_METHODS = ("dcr_stl", "tbr_external")
 
 
+def second_run_share(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The per-benchmark JSONs of SECOND_RUN_METHODS among ``files`` (paths results/<run>/<model>/<method>/...)."""
+    return {name: data for name, data in files.items() if name.split("/")[3] in SECOND_RUN_METHODS}
+
+
 @pytest.fixture(scope="module")
 def second_run(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second run, in a copy of the code the shared run ran (not of the working tree), of the judged results
     of the two longest chains: DCR then SFT, and TBR with the external teacher (its training, its reflections
     over HTTP, then SFT). Every other method's chain is a prefix of one of these or the same rules."""
     work = copy_workflow(tmp_path_factory.mktemp("determinism") / "wf", source=tiny_run.source)
-    targets = [p for p in tiny_run.eval_jsons if any(f"/{m}/" in p for m in SECOND_RUN_METHODS)]
-    proc = snakemake(work, *targets, "--cores", "all", "--configfile", TINY, env=SECRET_ENV)
+    proc = snakemake(work, *second_run_share(tiny_run.eval_jsons), "--cores", "all", "--configfile", TINY, env=SECRET_ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work
 
@@ -44,8 +48,7 @@ def two_runs(tiny_run: TinyRun, second_run: Path) -> list[Path]:
 
 def test_per_benchmark_json_is_byte_identical(tiny_run: TinyRun, second_run: Path) -> None:
     # The shared run's files as it wrote them (snapshotted before other tests could touch its copy).
-    b = eval_jsons(second_run)
-    a = {name: data for name, data in tiny_run.eval_jsons.items() if name in b}
+    a, b = second_run_share(tiny_run.eval_jsons), eval_jsons(second_run)
     assert {name.split("/")[3] for name in b} == set(SECOND_RUN_METHODS) and set(a) == set(b)
     assert len(a) >= 24  # two methods x every benchmark
     differ = [name for name in a if a[name] != b[name]]
