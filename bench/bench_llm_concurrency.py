@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_serial": round(t_serial, 4),
         "speedup": round(speedup, 2),
         "ideal_serial_floor_s": round(args.n * args.latency_ms / 1000, 3),
+        # what each request costs beyond the injected latency (client, HTTP, server, cache write): the 8 answers
+        # of a concurrent wave share the client's interpreter lock, so this cost, not the latency, bounds the
+        # speedup on a small machine
+        "serial_overhead_ms_per_request": round((t_serial - args.n * args.latency_ms / 1000) / args.n * 1000, 2),
         "target_speedup": args.target_speedup,
         "warm_rerun_requests_sent": warm["requests_sent"],
         "warm_rerun_server_requests": warm["server_requests"],

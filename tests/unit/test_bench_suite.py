@@ -70,6 +70,7 @@ def test_quick_run_writes_suite_json(quick_run: tuple[subprocess.CompletedProces
         assert all(set(h) == HEADLINE_KEYS and isinstance(h["met"], bool) for h in b["headlines"])
         assert b["met"] == all(h["met"] for h in b["headlines"])
     assert {s["name"]: s["status"] for s in data["separate"]} == {"pipeline": "separate",
+                                                                   "roofline_compile": "separate",
                                                                    "dcr_stage_settings": "separate"}
     assert all(s["command"] and s["why"] for s in data["separate"])
 
@@ -212,10 +213,10 @@ def test_extract_generation() -> None:
 
 def test_extract_llm_concurrency() -> None:
     d = {"n_requests": 64, "latency_ms": 50.0, "concurrency": 8, "speedup": 5.4, "target_speedup": 6.0,
-         "warm_rerun_requests_sent": 0, "warm_rerun_server_requests": 0, "target_warm_requests": 0}
+         "serial_overhead_ms_per_request": 14.25, "warm_rerun_requests_sent": 0, "warm_rerun_server_requests": 0, "target_warm_requests": 0}
     speed, warm = suite.extract_llm_concurrency(d)
     assert (speed.text, speed.target, speed.met) == ("5.4×", "≥ 6×", False)
-    assert "concurrency 1 / 8" in speed.measure and "50 ms" in speed.measure
+    assert "concurrency 1 / 8" in speed.measure and "50 ms" in speed.measure and "14.2 ms per request" in speed.measure
     assert (warm.value, warm.target, warm.met) == (0, "0", True)
     assert not suite.extract_llm_concurrency({**d, "warm_rerun_server_requests": 1})[1].met
 
@@ -269,7 +270,8 @@ def test_extract_roofline() -> None:
     runs = {"full step, fp32": {"fraction_of_peak": 0.31, "batch": 8, "seq": 128},
             "DCR step": {"fraction_of_peak": 0.2, "batch": 8, "seq": 128}}
     d = {"peak": {"float32": {"peak_gflops": 101.4}, "bfloat16": {"peak_gflops": 180.2}},
-         "generation": {"levers": levers, "best_batch": 64, "best_fraction": 0.15, "goal": 0.4, "meets_goal": False},
+         "generation": {"levers": levers, "best_run": "static KV cache", "best_batch": 64, "best_fraction": 0.15,
+                        "goal": 0.4, "meets_goal": False},
          "training": {"runs": runs, "best_fraction": 0.31, "goal": 0.3, "meets_goal": True}}
     peak, gen, train = suite.extract_roofline(d)
     assert (peak.text, peak.met) == ("101 / 180", True)
@@ -314,3 +316,32 @@ def test_machine_info_fields() -> None:
     assert MACHINE_KEYS <= set(m) and m["os_cpu_count"] == os.cpu_count()
     line = suite.machine_line(m)
     assert line.startswith("Machine: ") and m["cpu_capability"] in line and m["torch"] in line
+
+
+TINY_ARCH = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "vocab_size": 97, "tie_word_embeddings": True, "max_position_embeddings": 128,
+             "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
+
+
+def test_shared_prefix_generation_equals_plain_generation_and_counts_fewer_flops() -> None:
+    """The prefix lever runs the shared tokens once at batch 1; its tokens must equal a plain generate's, and the
+    FLOPs it counts must be the plain count less the (batch - 1) repeated prefix passes."""
+    import bench.bench_roofline as roof
+
+    model = roof.build_model(TINY_ARCH)
+    r = roof.shared_prefix_run(model, TINY_ARCH, batch=3, prompt=6, new=3, shared=4, repeats=1)
+    assert r["same_tokens_as_plain_generation"] is True
+    executed = r["gflops"] * 1e9 * r["seconds"]
+    prefix_repeat = roof.forward_flops(TINY_ARCH, 4, 4 * 5 // 2, 0)
+    plain = roof.generation_flops(TINY_ARCH, 3, 6, 3)
+    assert executed == pytest.approx(plain - 2 * prefix_repeat)
+
+
+def test_length_bucketing_pads_less_when_sorted() -> None:
+    import bench.bench_roofline as roof
+
+    model = roof.build_model(TINY_ARCH)
+    r = roof.bucketing_run(model, TINY_ARCH, n=12, batch=4, max_prompt=20, new=2, repeats=1)
+    arrival, ordered = r["arrival order"], r["sorted by length"]
+    assert 0 < ordered["padding_share_of_prompt_tokens"] < arrival["padding_share_of_prompt_tokens"] < 1
+    assert r["speedup_sorted"] == pytest.approx(arrival["seconds"] / ordered["seconds"])
