@@ -239,14 +239,19 @@ def test_extract_entk() -> None:
         "hutchinson_accuracy": {"rel_fro_max": 0.039, "target": 0.05, "meets_target": True},
         "timing": {"selected_params": 1246464, "vocab": 256, "speedup_vs_exact": 22.1, "target": 10.0,
                    "meets_target": True},
-        "fd_vs_jvp": {"eps": 1e-3, "target": 1e-3, "meets_target": False, "rows": [
-            {"model": "tiny", "eps": 1e-3, "rel_max": 6.2e-3}, {"model": "tiny", "eps": 1e-4, "rel_max": 6.5e-4},
-            {"model": "big", "eps": 1e-3, "rel_max": 2.0e-2}, {"model": "big", "eps": 1e-4, "rel_max": 1.0e-3}]},
+        "fd_vs_jvp": {"eps": 1e-4, "scheme": "central", "dcr_eps": 1e-3, "target": 1e-3, "meets_target": True,
+                      "rows": [
+            {"model": "tiny", "scheme": "forward", "eps": 1e-3, "rel_max": 6.2e-3},
+            {"model": "tiny", "scheme": "central", "eps": 1e-4, "rel_max": 2.0e-5},
+            {"model": "big", "scheme": "forward", "eps": 1e-3, "rel_max": 2.0e-2},
+            {"model": "big", "scheme": "central", "eps": 1e-4, "rel_max": 1.1e-4}]},
     }
     acc, speed, fd = suite.extract_entk(d)
     assert (acc.text, acc.target, acc.met) == ("0.039", "≤ 0.05", True) and "5 seeds" in acc.measure
     assert (speed.text, speed.met) == ("22.1×", True) and "1,246,464" in speed.measure
-    assert (fd.value, fd.text, fd.target, fd.met) == (2.0e-2, "2.0e-02", "≤ 0.001", False)  # at DCR's ε only
+    # The target's value is the central scheme's at its step, the larger model's; DCR's forward step is context.
+    assert (fd.value, fd.text, fd.target, fd.met) == (1.1e-4, "1.1e-04", "≤ 0.001", True)
+    assert "central finite differences (ε = 0.0001)" in fd.measure and "ε = 0.001: 2.0e-02" in fd.measure
 
 
 def test_extract_leakage() -> None:

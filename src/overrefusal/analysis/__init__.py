@@ -44,7 +44,8 @@ def run(kind: str, model: Any, tokenizer: Any, template: Template, sets: Mapping
         from .entk import EntkConfig, entk_report
 
         cfg = EntkConfig(params=settings["params"], last_n=settings["last_n"], top_k=settings["top_k"],
-                         estimator=settings["estimator"], eps=settings["eps"], probes=settings["probes"],
+                         estimator=settings["estimator"], eps=settings["eps"],
+                         fd_scheme=settings["fd_scheme"], probes=settings["probes"],
                          max_length=settings["max_length"], batch_size=settings["batch_size"], seed=settings["seed"])
         return entk_report(model, tokenizer, template, sets, cfg)
     if kind == "separability":

@@ -33,6 +33,10 @@ detached parameter copies, so the model is never modified):
   Its error is truncation, O(eps ||g||^2 curvature), not rounding: on random Llamas (bench/bench_entk.py)
   eps = 1e-3 gives 0.6% (hidden 32) and 2% (hidden 256) against ``jvp``, largest on the diagonal, the
   normaliser of K~; eps = 1e-4 gives ~1e-3. Kept as DCR wrote it, to reproduce their numbers.
+  ``fd_scheme="central"`` takes ``(z_o(theta + eps g) - z_o(theta - eps g)) / (2 eps)`` instead: one more
+  forward per column, truncation O(eps^2). On the bench's random Llamas (fp32, bench/bench_entk.py sweeps
+  the step) it is within 1.2e-4 of ``jvp`` at eps = 1e-4, where forward differences are at 6e-4 to 1e-3;
+  below 1e-4 rounding takes over for both.
 * ``jvp``: the same columns with forward-mode ``torch.func.jvp`` instead of differences (no step error).
 * ``hutchinson``: ``||K||_F^2 = E_v ||K v||^2`` for Rademacher ``v`` over ``x_u``'s token set (Hutchinson
   1990; as for the Frobenius norm of an implicit matrix in Meyer et al., "Hutch++", 2021). ``K v =
@@ -68,6 +72,7 @@ from ..prompting import Template, encode_prompt
 
 PARAM_MODES: tuple[str, ...] = ("last_n+head", "lora", "all")
 ESTIMATORS: tuple[str, ...] = ("exact", "fd", "jvp", "hutchinson")
+FD_SCHEMES: tuple[str, ...] = ("forward", "central")
 # Tangent memory (floats) per vmapped chunk of columns: a chunk holds one copy of the selected
 # parameters per column, so big subsets (lm_head of a 150k vocabulary) get small chunks.
 _CHUNK_FLOATS = 2**27
@@ -83,6 +88,7 @@ class EntkConfig:
     top_k: int | None = 10  # None: the full vocabulary
     estimator: str = "fd"
     eps: float = 1e-3  # finite-difference step (estimator "fd")
+    fd_scheme: str = "forward"  # estimator "fd": forward (DCR's) | central
     probes: int = 32  # Rademacher probes (estimator "hutchinson")
     max_length: int = 64  # prompts keep their last max_length tokens
     batch_size: int = 16  # prompts per forward on the row side
@@ -103,6 +109,8 @@ class EntkConfig:
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not (
                 math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"EntkConfig.eps must be a finite number > 0, got {self.eps!r}")
+        if self.fd_scheme not in FD_SCHEMES:
+            raise ValueError(f"EntkConfig.fd_scheme must be one of {FD_SCHEMES}, got {self.fd_scheme!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"EntkConfig.seed must be an integer, got {self.seed!r}")
 
@@ -199,13 +207,18 @@ class _Problem:
                      base: list[Tensor] | None = None) -> Tensor:
         """(c, n) float64: ``||(J_o t_r)[T_o]||^2`` for each tangent r (leading dim of ``tangents``) and prompt o.
 
-        ``how`` is "fd" (forward difference from the cached ``base`` logits) or "jvp" (forward mode).
+        ``how`` is "fd" (finite differences: forward from the cached ``base`` logits, or central) or "jvp"
+        (forward mode).
         """
         out = []
         eps = self.cfg.eps
         for b, sl in enumerate(self.row_batches()):
             seqs = self.seqs[sl]
-            if how == "fd":
+            if how == "fd" and self.cfg.fd_scheme == "central":
+                d = vmap(lambda t, seqs=seqs: (
+                    self.logits({k: p + eps * t[k] for k, p in self.params.items()}, seqs)
+                    - self.logits({k: p - eps * t[k] for k, p in self.params.items()}, seqs)) / (2 * eps))(tangents)
+            elif how == "fd":
                 assert base is not None
                 d = vmap(lambda t, seqs=seqs, b=b: (self.logits(
                     {k: p + eps * t[k] for k, p in self.params.items()}, seqs) - base[b]) / eps)(tangents)
@@ -234,7 +247,7 @@ def _columns(pb: _Problem, how: str) -> np.ndarray:
     """DCR's column loop: per (x_u, t), ``g = J_u^T e_t`` then ``J_o g`` for all o at once."""
     n = len(pb.seqs)
     base = None
-    if how == "fd":
+    if how == "fd" and pb.cfg.fd_scheme == "forward":
         base = [pb.logits(pb.params, pb.seqs[sl]) for sl in pb.row_batches()]
     sq = torch.zeros(n, n, dtype=torch.float64)
     for u in range(n):
