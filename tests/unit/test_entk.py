@@ -18,6 +18,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from overrefusal.analysis import entk
 from overrefusal.analysis.entk import (
     EntkConfig,
     block_means,
@@ -145,6 +146,26 @@ def test_symmetric_on_full_vocabulary(llama64: torch.nn.Module) -> None:
     # With top-k the blocks are J_o[T_o] J_u[T_u]^T: K(x, y) = K(y, x)^T still, so norms match too.
     k = kernel_fro(llama64, seqs, EntkConfig(top_k=10, estimator="exact"))
     np.testing.assert_allclose(k, k.T, rtol=1e-10)
+
+
+def test_auto_runs_exact_within_its_memory_bound_else_jvp(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny("llama", torch.float32)
+    seqs = prompts()
+    auto = kernel_estimate(model, seqs, EntkConfig(estimator="auto"))
+    assert auto.estimator == "exact"
+    np.testing.assert_array_equal(auto.fro, kernel_fro(model, seqs, EntkConfig(estimator="exact")))
+    assert rel_err(auto.fro, kernel_fro(model, seqs, EntkConfig(estimator="jvp"))) < 1e-5
+    # One byte under the tiny Jacobian (4 prompts x top-10 x selected parameters, fp32): jvp instead.
+    n_bytes = len(seqs) * 10 * auto.n_params * 4
+    monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", n_bytes)
+    assert kernel_estimate(model, seqs, EntkConfig(estimator="auto")).estimator == "exact"
+    monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", n_bytes - 1)
+    fallback = kernel_estimate(model, seqs, EntkConfig(estimator="auto"))
+    assert fallback.estimator == "jvp"
+    np.testing.assert_array_equal(fallback.fro, kernel_fro(model, seqs, EntkConfig(estimator="jvp")))
+    # The full vocabulary multiplies the rows by V / top_k.
+    monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", n_bytes)
+    assert kernel_estimate(model, seqs, EntkConfig(estimator="auto", top_k=None)).estimator == "jvp"
 
 
 def test_model_left_unchanged() -> None:
@@ -279,7 +300,7 @@ def test_entk_report(kind: str, tmp_path: Path) -> None:
     assert rep["labels"] == [c for c in SETS for _ in range(2)]
     kn = np.array(rep["normalised"])
     np.testing.assert_allclose(np.diag(kn), 1.0)
-    assert set(rep["block_means"]) == set(SETS) and rep["config"] == cfg.__dict__
+    assert set(rep["block_means"]) == set(SETS) and rep["config"] == {**cfg.__dict__, "estimator_requested": "fd"}
     assert rep["n_params"] == sum(p.numel() for p in select_params(model, "last_n+head", 2).values())
     assert rep["param_names"]["count"] == len(select_params(model, "last_n+head", 2))
     assert rep["hutchinson_rel_se"] is None
