@@ -252,6 +252,14 @@ def test_extract_entk() -> None:
     # The target's value is the central scheme's at its step, the larger model's; DCR's forward step is context.
     assert (fd.value, fd.text, fd.target, fd.met) == (1.1e-4, "1.1e-04", "≤ 0.001", True)
     assert "central finite differences (ε = 0.0001)" in fd.measure and "ε = 0.001: 2.0e-02" in fd.measure
+    # The exact contraction at the toy size: the smaller speed-up is the value; a JSON without it (older) is fine.
+    d["exact_vs_jvp_toy"] = {"selected_params": 400384, "top_k": 5, "target_speedup": 2.0, "target_rel": 1e-5,
+                             "meets_target": True, "rows": [
+                                 {"n": 12, "speedup": 4.0, "rel_max": 6.6e-7, "auto": "exact"},
+                                 {"n": 24, "speedup": 6.8, "rel_max": 9.3e-7, "auto": "exact"}]}
+    *_, toy = suite.extract_entk(d)
+    assert (toy.value, toy.text, toy.target, toy.met) == (4.0, "4.0×", "≥ 2×, same kernel to 1e-05", True)
+    assert "400,384 selected parameters, 12 and 24 prompts" in toy.measure and "`auto` runs exact" in toy.measure
 
 
 def test_extract_leakage() -> None:

@@ -47,9 +47,9 @@ detached parameter copies, so the model is never modified):
   probes``, zero for a diagonal K and largest for a rank-one K (relative s.e. of ||K||_F about
   ``1/sqrt(2 probes)`` = 12.5% at 32 probes). The report carries the per-entry relative s.e.
 * ``auto``: ``exact`` when its Jacobian (prompts x token-set size x selected parameters) fits in
-  ``EXACT_AUTO_BYTES``, else ``jvp``: the same kernel up to rounding (5e-7 relative on the toy model), and
-  on a tiny model the contraction is 4-5x faster than the column loop (n Jacobian passes instead of n x k
-  JVP columns). The report records which one ran.
+  ``EXACT_AUTO_BYTES``, else ``jvp``: the same kernel up to rounding (1e-6 relative at the toy model's size),
+  and there the contraction is 4x (12 prompts) to 7x (24) faster than the column loop: n Jacobian passes
+  instead of n x k JVP columns (bench/bench_entk.py, (d)). The report records which one ran.
 
 Columns are processed in vmapped chunks (several tangents through one batched forward), rows in left-
 padded batches of ``batch_size`` prompts with positions counted over real tokens, as generation does.
