@@ -58,7 +58,7 @@ def test_quick_run_writes_suite_json(quick_run: tuple[subprocess.CompletedProces
 
     by_name = {b["name"]: b for b in data["benchmarks"]}
     assert list(by_name) == ["dcr_truncation", "entk"]
-    for name, n_headlines in (("dcr_truncation", 1), ("entk", 3)):
+    for name, n_headlines in (("dcr_truncation", 1), ("entk", 4)):
         b = by_name[name]
         assert b["status"] == "ok" and b["exit_status"] == 0 and b["error"] is None and b["seconds"] > 0
         assert b["command"].startswith(f"PYTHONPATH=src python bench/bench_{name}.py ")
@@ -85,7 +85,7 @@ def test_quick_run_writes_suite_md(quick_run: tuple[subprocess.CompletedProcess[
     header = lines.index("| benchmark | measured | target | met | seconds |")
     assert lines[header + 1] == "|---|---|---|---|---|"
     rows = [ln for ln in lines[header + 2:] if ln.startswith("| ")]
-    assert [r.split(" | ")[0] for r in rows] == ["| dcr_truncation", "| entk", "| entk", "| entk"]
+    assert [r.split(" | ")[0] for r in rows] == ["| dcr_truncation", *["| entk"] * 4]
     assert all(r.count(" | ") == 4 and r.split(" | ")[3] in {"yes", "no"} for r in rows)
     assert "bench/bench_pipeline.py" in md and "bench/bench_dcr_stage_settings.py" in md
     assert suite.machine_line(data["machine"]) in lines
