@@ -292,6 +292,9 @@ def test_extract_roofline() -> None:
     assert (peak.text, peak.met) == ("101 / 180", True)
     assert (gen.text, gen.target, gen.met) == ("15.0%", "≥ 40%", False) and "static KV cache, batch 64" in gen.measure
     assert (train.text, train.met) == ("31.0%", True) and "8 × 128 tokens" in train.measure
+    # A plain run names its batch once.
+    d["generation"] = {**d["generation"], "best_run": "fp32, batch 128", "best_batch": 128}
+    assert "levers (fp32, batch 128): useful" in suite.extract_roofline(d)[1].measure
 
 
 def test_scaling_fit_recovers_a_power_law() -> None:
