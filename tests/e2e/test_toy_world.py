@@ -3,12 +3,14 @@
 The claims are checked on the outcome judge's numbers (an answer is the world's answer to that
 request, not merely text without a refusal phrase), per seed and as the mean over seeds, with
 margins wide enough for another CPU's float rounding: the same claims must hold on every machine.
+`OVERREFUSAL_E2E_CORES=1 .venv/bin/pytest tests/e2e` checks them on a one-core run (default: `--cores all`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -24,6 +26,7 @@ FIGURES = [f"figures/{f}.{ext}" for f in ("compliance_by_method", "safety_vs_ove
                                           "kernel_dynamics") for ext in ("png", "pdf")]
 ANALYSIS_FILES = [f"{d}/{a}.{ext}" for a in ANALYSES for d, ext in
                   (("tables", "csv"), ("tables", "md"), ("figures", "png"), ("figures", "pdf"))]
+CORES = os.environ.get("OVERREFUSAL_E2E_CORES", "all")
 PAPER_TABLES = [f"tables/paper/{t}.{ext}" for t in ("dcr_main", "dcr_winrate", "dcr_capability", "tbr_main",
                                                     "tbr_capability") for ext in ("csv", "md", "tex")]
 
@@ -31,7 +34,7 @@ PAPER_TABLES = [f"tables/paper/{t}.{ext}" for t in ("dcr_main", "dcr_winrate", "
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = copy_workflow(tmp_path_factory.mktemp("toy") / "wf")
-    proc = snakemake(work, "--cores", "all", timeout=3600)
+    proc = snakemake(work, "--cores", CORES, timeout=3600 if CORES == "all" else 7200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return work
 
