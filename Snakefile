@@ -27,3 +27,17 @@ rule all:
         get_final_outputs(),
         get_real_data_outputs(),
     default_target: True
+
+
+# Local runs: script jobs fork from one interpreter that has imported torch and transformers once
+# (overrefusal.warm_start; OVERREFUSAL_WARM_START=0 switches it off).
+onstart:
+    start_warm_start()
+
+
+onsuccess:
+    stop_warm_start()
+
+
+onerror:
+    stop_warm_start()

@@ -3,10 +3,12 @@
 Targets (issue: pipeline spine): the full run <= 600 s on 2 cores, a second run does nothing, and
 `snakemake -n` after a finished run <= 5 s. Setup (install.sh) is not included: time it separately.
 Where the time goes comes from the run's own ``benchmark:`` files: job wall times summed per rule (a
-job's wall time includes its interpreter and library start-up). The Markdown beside the JSON is what the
-README shows.
+job's wall time includes its interpreter and library start-up, which a job in a warm-start child skips:
+overrefusal.warm_start). The Markdown beside the JSON is what the README shows. ``--cold`` runs every job in
+its own fresh interpreter (``OVERREFUSAL_WARM_START=0``), the run to compare with.
 
     .venv/bin/python bench/bench_pipeline.py --out results/bench/pipeline.json
+    .venv/bin/python bench/bench_pipeline.py --cold --out results/bench/pipeline_cold.json
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.suite import machine_info, machine_line  # noqa: E402
+from overrefusal.warm_start import SWITCH, USAGE_LINE  # noqa: E402
 from tests.pipeline import copy_workflow, jobs_in_dry_run, snakemake  # noqa: E402
 
 
-def timed(work: Path, *args: str) -> tuple[float, str]:
+def timed(work: Path, *args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
     t0 = time.perf_counter()
-    proc = snakemake(work, *args)
+    proc = snakemake(work, *args, env=env)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"snakemake {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -49,9 +52,16 @@ def job_seconds(bench_dir: Path) -> dict[str, dict[str, float]]:
     return dict(sorted(table.items(), key=lambda kv: -kv[1]["seconds"]))
 
 
+def warm_jobs(log_dir: Path) -> int:
+    """Jobs that ran in a warm-start child (their log ends with the child's usage line)."""
+    return sum(USAGE_LINE in p.read_text(errors="replace") for p in log_dir.rglob("*.log"))
+
+
 def markdown(r: dict[str, Any]) -> str:
     total = sum(v["seconds"] for v in r["job_seconds_by_rule"].values())
-    head = (f"Full run from a clean copy: **{r['full_run_s']:.0f} s** with {r['cores']} cores, {r['jobs']} jobs "
+    start = (f"{r['warm_start_jobs']} of them in warm-start children" if r["warm_start_jobs"]
+             else "each in its own fresh interpreter")
+    head = (f"Full run from a clean copy: **{r['full_run_s']:.0f} s** with {r['cores']} cores, {r['jobs']} jobs, {start} "
             f"(target ≤ {r['full_run_target_s']} s: {'met' if r['full_run_ok'] else 'missed'}); second run: "
             f"{'nothing to be done' if r['second_run_nothing_to_do'] else 'jobs rerun'} ({r['second_run_s']:.1f} s); "
             f"`snakemake -n` {r['dry_run_s']:.1f} s (target ≤ {r['dry_run_target_s']} s). Job wall times add up to "
@@ -67,17 +77,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--workdir", type=Path, default=None, help="scratch dir (default: a temp dir)")
+    ap.add_argument("--cold", action="store_true", help=f"no warm start ({SWITCH}=0)")
     args = ap.parse_args()
+    env = {SWITCH: "0"} if args.cold else {SWITCH: "1"}
     base = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     work = copy_workflow(base / "wf")
     jobs = jobs_in_dry_run(snakemake(work, "-n").stdout)
-    full, _ = timed(work, "--cores", "all")
-    rerun, out = timed(work, "--cores", "all")
-    dry, dry_out = timed(work, "-n")
+    full, _ = timed(work, "--cores", "all", env=env)
+    rerun, out = timed(work, "--cores", "all", env=env)
+    dry, dry_out = timed(work, "-n", env=env)
     result = {
         "cores": os.cpu_count(),
         "full_run_s": round(full, 1), "full_run_target_s": 600, "full_run_ok": full <= 600,
-        "jobs": sum(jobs.values()), "jobs_by_rule": jobs,
+        "jobs": sum(jobs.values()), "jobs_by_rule": jobs, "warm_start_jobs": warm_jobs(work / "logs"),
         "second_run_s": round(rerun, 1), "second_run_nothing_to_do": "Nothing to be done" in out,
         "dry_run_s": round(dry, 2), "dry_run_target_s": 5, "dry_run_ok": dry <= 5,
         "dry_run_jobs": jobs_in_dry_run(dry_out),

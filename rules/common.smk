@@ -12,6 +12,7 @@ from overrefusal.capability import registry_stage_key, registry_stage_specs
 from overrefusal.config import ConfigError, enabled_capability_tasks, enabled_methods, enabled_models, validate_config
 from overrefusal.methods import KINDS, intervened_method, method_params
 from overrefusal.toyworld import CAPABILITY_TASKS
+from overrefusal import warm_start
 
 try:
     validate_config(config, "config (config.yaml plus any --configfile/--config)")
@@ -568,3 +569,21 @@ def get_real_card_inputs(wildcards):
         "staged": [staged_json(s) for s in REAL_PLAN["stage"] if s not in REAL_PLAN["missing"]],
         "reports": [f"{RESULTS}/data/reports/eval_{b}.json" for b in REAL_CHECKED],
     }
+
+
+_WARM_START = []
+
+
+def start_warm_start():
+    """A warm-start server for a local run with at least two models to load (a rule that declares a GPU loads
+    one; the server's own imports cost about one job's). A cluster's jobs run on other nodes: none there."""
+    if not (workflow.local_exec and workflow.is_main_process):
+        return
+    if sum("gpu" in job.rule.resources for job in workflow.dag.needrun_jobs()) >= 2:
+        _WARM_START.append(warm_start.start_server(Path.cwd(), Path(workflow.basedir) / "scripts",
+                                                   f"{LOGS}/warm_start.log"))
+
+
+def stop_warm_start():
+    while _WARM_START:
+        warm_start.stop_server(_WARM_START.pop())

@@ -1,13 +1,14 @@
 """One analysis (eNTK, separability or token attribution) of every checkpoint it compares, on every analysed
 training seed (rule analysis)."""
-import torch
-
 from overrefusal import analysis
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.models.loading import load_model, load_tokenizer
 from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.runtime import rule_context
 from overrefusal.tracking import PROBE_SETS, load_probe_set, refusal_phrases, refusal_token_ids
+
+# isort: split
+import torch  # after the package: a warm-start server takes the job over before torch loads
 
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821

@@ -4,7 +4,9 @@ The session's full tiny run (tests/integration/shared_run.py: tiny_run) and one 
 methods' judged results (SECOND_RUN_METHODS), in another copy of the same code. Same config and seed, two
 different directories (so no output may embed an absolute path), the same fake API key in the environment of both: every per-benchmark
 result JSON must be byte-identical, carry full provenance, and nothing under results/, logs/,
-benchmarks/ or .snakemake/ of either copy may contain the key.
+benchmarks/ or .snakemake/ of either copy may contain the key. The shared run's jobs run warm (forked from a
+server that imported the stack, overrefusal.warm_start), the second run's cold: the same bytes either way, the
+weights' hashes in every result's provenance included.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from overrefusal import warm_start
 from tests.integration.shared_run import SECRET_ENV, TINY, R, TinyRun, eval_jsons
 from tests.pipeline import copy_workflow, snakemake
 
@@ -35,7 +38,8 @@ def second_run(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> P
     of the two longest chains: DCR then SFT, and TBR with the external teacher (its training, its reflections
     over HTTP, then SFT). Every other method's chain is a prefix of one of these or the same rules."""
     work = copy_workflow(tmp_path_factory.mktemp("determinism") / "wf", source=tiny_run.source)
-    proc = snakemake(work, *second_run_share(tiny_run.eval_jsons), "--cores", "all", "--configfile", TINY, env=SECRET_ENV)
+    proc = snakemake(work, *second_run_share(tiny_run.eval_jsons), "--cores", "all", "--configfile", TINY,
+                     env={**SECRET_ENV, "OVERREFUSAL_WARM_START": "0"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work
 
@@ -53,6 +57,15 @@ def test_per_benchmark_json_is_byte_identical(tiny_run: TinyRun, second_run: Pat
     assert len(a) >= 24  # two methods x every benchmark
     differ = [name for name in a if a[name] != b[name]]
     assert not differ, f"{len(differ)} result files differ between identical runs, e.g. {differ[:5]}"
+
+
+def test_the_shared_run_ran_warm_and_the_second_run_cold(tiny_run: TinyRun, second_run: Path) -> None:
+    def warm_jobs(work: Path) -> list[str]:
+        return [p.name for p in (work / "logs").rglob("*.log") if warm_start.USAGE_LINE in p.read_text(errors="replace")]
+
+    # the server is ready ~10 s into a run: the first model jobs may import for themselves
+    assert len(warm_jobs(tiny_run.work)) >= 10, warm_jobs(tiny_run.work)
+    assert warm_jobs(second_run) == []
 
 
 def test_no_absolute_paths_in_results(two_runs: list[Path]) -> None:
