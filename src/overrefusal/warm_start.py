@@ -70,6 +70,7 @@ PRELOAD = (
 # The line a warm-start child appends to its job's log: how tests and bench/bench_pipeline.py count warm jobs.
 USAGE_LINE = "warm-start child: peak RSS"
 _SERVE = "import sys; from overrefusal.warm_start import serve; serve(sys.argv[1], int(sys.argv[2]), sys.argv[3])"
+HANDSHAKE_TIMEOUT_S = 30.0
 _HEADER = struct.Struct("!Q")
 _STATUS = struct.Struct("!i")
 _PID = struct.Struct("!q")
@@ -89,7 +90,10 @@ def start_server(workdir: str | os.PathLike[str], scripts_dir: str | os.PathLike
     """
     if not enabled():
         return None
-    path = os.path.join(tempfile.gettempdir(), f"overrefusal-warm-{os.getuid()}-{os.getpid()}.sock")
+    name = f"overrefusal-warm-{os.getuid()}-{os.getpid()}.sock"
+    path = os.path.join(tempfile.gettempdir(), name)
+    if len(path.encode()) > 100:  # a Unix socket's path holds at most 107 bytes on Linux
+        path = os.path.join("/tmp", name)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         # -P: no working directory at the front of sys.path, as in a script job
@@ -306,6 +310,9 @@ def delegate_if_served() -> None:
         return
     logs = list(getattr(smk, "log", None) or [])
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # A server that does not answer within this time is given up on, and the job imports for itself; a child
+    # it forks after that finds this end closed and never runs the script (see _run_child).
+    conn.settimeout(HANDSHAKE_TIMEOUT_S)
     try:
         conn.connect(path)
         request = json.dumps({"script": script, "cwd": os.getcwd(), "environ": dict(os.environ),
@@ -319,6 +326,7 @@ def delegate_if_served() -> None:
     except (OSError, EOFError):
         conn.close()
         return
+    conn.settimeout(None)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
     try:

@@ -13,7 +13,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+import types
 from pathlib import Path
 
 import psutil
@@ -180,3 +183,53 @@ def test_outside_a_snakemake_job_nothing_is_delegated(monkeypatch: pytest.Monkey
         warm_start.delegate_if_served()
         with pytest.raises(TimeoutError):
             listener.accept()
+
+
+class Snakemake:  # the type name is what a job's process is recognised by
+    log = ("logs/job.log",)
+
+
+@pytest.fixture
+def job_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process dressed as a Snakemake script job's (its __main__ holds the job's object and script path)."""
+    main = types.ModuleType("__main__")
+    main.snakemake = Snakemake()
+    main.__real_file__ = "/nonexistent/.snakemake/scripts/tmp.job.py"
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.delenv(warm_start.SWITCH, raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+
+@pytest.mark.parametrize("answer", [None, b"N"], ids=["silent-server", "declining-server"])
+def test_a_server_that_does_not_take_the_job_leaves_it_to_the_job(job_main: None, answer: bytes | None,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    monkeypatch.setattr(warm_start, "HANDSHAKE_TIMEOUT_S", 0.5)
+    monkeypatch.setenv(warm_start.SOCKET, str(path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.settimeout(5)
+        got: list[dict] = []
+
+        def serve_once() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                head, fds, _, _ = socket.recv_fds(conn, 8, 3)
+                for fd in fds:
+                    os.close(fd)
+                got.append(json.loads(warm_start._recv_exact(conn, warm_start._HEADER.unpack(head)[0])))
+                if answer:
+                    conn.sendall(answer)
+                time.sleep(1.0)  # silent: the job gives up after its handshake timeout
+
+        server = threading.Thread(target=serve_once)
+        server.start()
+        t0 = time.monotonic()
+        warm_start.delegate_if_served()  # returns: this process keeps the job (it would have exited otherwise)
+        waited = time.monotonic() - t0
+        server.join()
+    assert got and got[0]["script"].endswith("tmp.job.py") and got[0]["log"] == "logs/job.log"
+    assert got[0]["cwd"] == os.getcwd() and got[0]["package"] == warm_start._identity()["package"]
+    assert waited < 0.9 if answer else 0.4 < waited < 0.9
