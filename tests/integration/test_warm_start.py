@@ -37,10 +37,12 @@ onsuccess:
     warm_start.stop_server(_SERVER.pop())
 onerror:
     warm_start.stop_server(_SERVER.pop())
-rule ready:  # the jobs below wait for the server, which a real run's jobs do not
+rule ready:  # the jobs below wait for the server (if there is one), which a real run's jobs do not
     output: "ready.flag"
     log: "logs/ready.log"
-    shell: "for i in $(seq 300); do [ -S ${{OVERREFUSAL_WARM_START_SOCKET:-none}} ] && break; sleep 0.1; done; touch {output}"
+    shell:
+        'if [ -n "${{OVERREFUSAL_WARM_START_SOCKET:-}}" ]; then for i in $(seq 300); do'
+        ' [ -S "$OVERREFUSAL_WARM_START_SOCKET" ] && break; sleep 0.1; done; fi; touch {output}'
 rule job:
     input: "ready.flag"
     output: "out/{x}.json"
@@ -106,6 +108,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # Kill the slow job's own process with SIGKILL (nothing can be passed on) once its script has started.
     deadline, children = time.monotonic() + 300, []
     while time.monotonic() < deadline and "started" not in _read(warm / "logs/slow.log"):
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
         time.sleep(0.2)
     servers = [p for p in _servers() if p.pid not in before and p.ppid() == proc.pid]
     children = [c for s in servers for c in s.children()]
@@ -222,7 +225,8 @@ def test_a_server_that_does_not_take_the_job_leaves_it_to_the_job(job_main: None
                 got.append(json.loads(warm_start._recv_exact(conn, warm_start._HEADER.unpack(head)[0])))
                 if answer:
                     conn.sendall(answer)
-                time.sleep(1.0)  # silent: the job gives up after its handshake timeout
+                else:
+                    time.sleep(1.0)  # silent: the job gives up after its handshake timeout
 
         server = threading.Thread(target=serve_once)
         server.start()
