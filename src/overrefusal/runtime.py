@@ -24,10 +24,16 @@ def pause_collector_in_job() -> None:
     ``__main__`` holds Snakemake's script object is touched, never an importing test or notebook.
     """
     global _collector_paused
-    main = sys.modules.get("__main__")
-    if type(getattr(main, "snakemake", None)).__name__ == "Snakemake" and gc.isenabled():
+    if job_object() is not None and gc.isenabled():
         gc.disable()
         _collector_paused = True
+
+
+def job_object() -> Any:
+    """The ``snakemake`` object of a Snakemake script job's ``__main__`` (matched by its type's name, so that
+    ``import snakemake`` in a notebook never counts), or None in any other process."""
+    smk = getattr(sys.modules.get("__main__"), "snakemake", None)
+    return smk if type(smk).__name__ == "Snakemake" else None
 
 
 def _resume_collector() -> None:

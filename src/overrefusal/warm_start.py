@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from overrefusal.runtime import job_object
+
 SWITCH = "OVERREFUSAL_WARM_START"
 SOCKET = "OVERREFUSAL_WARM_START_SOCKET"
 # What the model jobs import (module, or module:attribute for a lazily loaded name). A job that needs more
@@ -302,11 +304,9 @@ def delegate_if_served() -> None:
 
     Returns (and the job imports for itself) when there is no server, it is not ready, or it declines.
     """
-    main = sys.modules.get("__main__")
-    path = os.environ.get(SOCKET)
-    script = getattr(main, "__real_file__", None)
-    smk = getattr(main, "snakemake", None)
-    if type(smk).__name__ != "Snakemake" or not path or not script or not enabled():
+    smk, path = job_object(), os.environ.get(SOCKET)
+    script = getattr(sys.modules.get("__main__"), "__real_file__", None)
+    if smk is None or not path or not script or not enabled():
         return
     logs = list(getattr(smk, "log", None) or [])
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
