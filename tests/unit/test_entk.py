@@ -155,17 +155,62 @@ def test_auto_runs_exact_within_its_memory_bound_else_jvp(monkeypatch: pytest.Mo
     assert auto.estimator == "exact"
     np.testing.assert_array_equal(auto.fro, kernel_fro(model, seqs, EntkConfig(estimator="exact")))
     assert rel_err(auto.fro, kernel_fro(model, seqs, EntkConfig(estimator="jvp"))) < 1e-5
-    # One byte under the tiny Jacobian (4 prompts x top-10 x selected parameters, fp32): jvp instead.
+    # The tiny Jacobian (4 prompts x top-10 x selected parameters, fp32) exactly at the bound: in one piece.
     n_bytes = len(seqs) * 10 * auto.n_params * 4
     monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", n_bytes)
     assert kernel_estimate(model, seqs, EntkConfig(estimator="auto")).estimator == "exact"
-    monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", n_bytes - 1)
+    # Past the bound: exact in groups while there are at most n (= 4) of them, then jvp.
+    monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", n_bytes // 3)
+    grouped = kernel_estimate(model, seqs, EntkConfig(estimator="auto"))
+    assert grouped.estimator == "exact"
+    np.testing.assert_allclose(grouped.fro, auto.fro, rtol=1e-6)
+    monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", n_bytes // 6)
     fallback = kernel_estimate(model, seqs, EntkConfig(estimator="auto"))
     assert fallback.estimator == "jvp"
     np.testing.assert_array_equal(fallback.fro, kernel_fro(model, seqs, EntkConfig(estimator="jvp")))
     # The full vocabulary multiplies the rows by V / top_k.
     monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", n_bytes)
     assert kernel_estimate(model, seqs, EntkConfig(estimator="auto", top_k=None)).estimator == "jvp"
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("llama", "all"), ("qwen2", "last_n+head")])
+def test_exact_in_groups_keeps_only_embedding_rows_in_use(kind: str, mode: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its memory bound the exact Jacobian is built in parameter groups, the embedding matrices (tied
+    in qwen2, input and output in llama's "all") cut to the rows of the prompts' tokens and token sets; the
+    kernel is the same as in one piece and as the autograd reference."""
+    model, seqs = tiny(kind), prompts()
+    cfg = EntkConfig(params=mode, top_k=5, estimator="exact")
+    whole = kernel_fro(model, seqs, cfg)
+    pb = entk._Problem(model, seqs, cfg, 0)
+    kept = pb.compressed_rows()
+    # Both matrices of "all" on the untied llama; the output one of last_n+head; qwen2's tied one once.
+    assert len(kept) == (2 if (kind, mode) == ("llama", "all") else 1)
+    used = {t for s in seqs for t in s} | set(pb.tokens.flatten().tolist())
+    assert all(rows.tolist() == sorted(used) and len(used) < VOCAB for rows in kept.values())
+    for budget in (pb.exact_bytes() // 5, pb.exact_bytes() // 60):
+        monkeypatch.setattr(entk, "EXACT_AUTO_BYTES", budget)
+        groups = pb.pieces(budget)
+        assert len(groups) >= 5
+        # groups are filled greedily, so dense parameters are cut by rows across group boundaries
+        assert any(r is not None and n not in kept for g in groups for n, r in g)
+        sizes = [sum((pb.params[n][0].numel() if pb.params[n].dim() else 1)
+                     * (pb.params[n].shape[0] if r is None else r.numel()) for n, r in g) for g in groups]
+        # every group fits, but for one that holds a single row wider than the bound
+        assert all(size * pb.row_bytes() <= budget or len(g) == 1 for size, g in zip(sizes, groups, strict=True))
+        grouped = kernel_fro(model, seqs, cfg)
+        assert rel_err(grouped, whole) < 1e-12
+        assert rel_err(grouped, reference(model, seqs, mode, 5)) < 1e-12
+
+
+def test_exact_in_groups_refuses_a_gradient_outside_the_kept_rows() -> None:
+    grad = torch.zeros(2, 6, 3)
+    entk._check_rows("w", grad, torch.tensor([1, 4]))
+    grad[1, 4, 2] = 1.0
+    entk._check_rows("w", grad, torch.tensor([1, 4]))
+    grad[0, 5, 0] = 1e-30
+    with pytest.raises(RuntimeError, match=r"w is non-zero in rows \[5\]"):
+        entk._check_rows("w", grad, torch.tensor([1, 4]))
 
 
 def test_model_left_unchanged() -> None:

@@ -27,8 +27,15 @@ Estimators of the n x n matrix ``||K(x_i, x_j)||_F`` (all use ``torch.func.funct
 detached parameter copies, so the model is never modified):
 
 * ``exact``: Jacobians of the selected logits by vmapped VJPs (``jacrev``'s method), stacked into
-  a ``(sum |T_i|) x P`` matrix and contracted. Memory grows as n |T| P, so tiny models only. With
+  a ``(sum |T_i|) x P`` matrix and contracted. Memory grows as n |T| P. With
   ``top_k`` it is exact *on DCR's top-k blocks*, not for the full-vocabulary kernel.
+  When the stacked Jacobian exceeds ``EXACT_AUTO_BYTES`` it is built in parts: an embedding matrix's
+  Jacobian is zero outside the rows of the prompts' own tokens and the token sets (an input embedding
+  is looked up only at the prompt's tokens, an output row enters only its own logit), so only those rows
+  are kept (checked: a non-zero gradient outside them is an error); the kept columns are split into
+  groups that fit the bound, and each group's VJPs are taken (with respect to that group alone) and
+  contracted, the Gram matrices summed. A tied 49152 x 576 head (SmolLM2) then costs the rows of a few
+  hundred tokens instead of 28M columns per Jacobian row.
 * ``fd``: DCR's method, VJP + forward finite difference with DCR's raw step ``eps g`` (g unnormalised).
   Its error is truncation, O(eps ||g||^2 curvature), not rounding: on random Llamas (bench/bench_entk.py)
   eps = 1e-3 gives 0.6% (hidden 32) and 2% (hidden 256) against ``jvp``, largest on the diagonal, the
@@ -47,9 +54,11 @@ detached parameter copies, so the model is never modified):
   probes``, zero for a diagonal K and largest for a rank-one K (relative s.e. of ||K||_F about
   ``1/sqrt(2 probes)`` = 12.5% at 32 probes). The report carries the per-entry relative s.e.
 * ``auto``: ``exact`` when its Jacobian (prompts x token-set size x selected parameters) fits in
-  ``EXACT_AUTO_BYTES``, else ``jvp``: the same kernel up to rounding (1e-6 relative at the toy model's size),
-  and there the contraction is 4x (12 prompts) to 7x (24) faster than the column loop: n Jacobian passes
-  instead of n x k JVP columns (bench/bench_entk.py, (d)). The report records which one ran.
+  ``EXACT_AUTO_BYTES``, or needs at most n groups past it; else ``jvp``. Both give the same kernel up to
+  rounding (1e-6 relative at the toy model's size). In one piece the contraction is 4x (12 prompts) to 7x
+  (24) faster than the column loop: n Jacobian passes instead of n x k JVP columns (bench/bench_entk.py,
+  (d)); in g <= n groups it makes g x n single-prompt VJP passes, against the column loop's n x k JVP
+  passes over all n prompts. The report records which one ran.
 
 Columns are processed in vmapped chunks (several tangents through one batched forward), rows in left-
 padded batches of ``batch_size`` prompts with positions counted over real tokens, as generation does.
@@ -197,10 +206,76 @@ class _Problem:
             "input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": False, "logits_to_keep": 1})
         return out.logits[:, -1, :]
 
+    def rows_per_prompt(self) -> int:
+        return self.vocab if self.tokens is None else self.tokens.shape[1]
+
     def exact_bytes(self) -> int:
         """Memory of the exact estimator's stacked Jacobian."""
-        k = self.vocab if self.tokens is None else self.tokens.shape[1]
-        return len(self.seqs) * k * self.n_params * next(iter(self.params.values())).element_size()
+        return self.row_bytes() * self.n_params
+
+    def row_bytes(self) -> int:
+        """Bytes of one Jacobian column (all rows) per selected parameter entry."""
+        return len(self.seqs) * self.rows_per_prompt() * next(iter(self.params.values())).element_size()
+
+    def embedding_rows(self) -> Tensor | None:
+        """The rows an embedding matrix's Jacobian can be non-zero in: every prompt token and every token
+        set's token (None on the full vocabulary, where nothing is left out)."""
+        if self.tokens is None:
+            return None
+        ids = {t for s in self.seqs for t in s} | set(self.tokens.flatten().tolist())
+        return torch.tensor(sorted(ids), dtype=torch.long, device=self.device)
+
+    def compressed_rows(self) -> dict[str, Tensor]:
+        """``{name: rows}`` for the selected embedding matrices (input or output), kept at :meth:`embedding_rows`."""
+        kept = self.embedding_rows()
+        if kept is None:
+            return {}
+        base = _unwrapped(self.model)
+        ids = {id(m.weight) for m in base.modules() if isinstance(m, torch.nn.Embedding)}
+        out_emb = base.get_output_embeddings()
+        if out_emb is not None:
+            ids.add(id(out_emb.weight))
+        named = dict(self.model.named_parameters())
+        return {name: kept for name in self.params if id(named[name]) in ids and kept.numel() < named[name].shape[0]}
+
+    def pieces(self, budget: int) -> list[list[tuple[str, Tensor | None]]]:
+        """The selected parameters as groups of ``(name, rows)`` whose stacked Jacobian fits ``budget`` bytes.
+
+        ``rows`` None is the whole parameter; an embedding matrix keeps :meth:`embedding_rows`; a parameter
+        wider than the budget is cut by rows (its first dimension), one row per group at the least.
+        """
+        compressed = self.compressed_rows()
+        per_entry = self.row_bytes()
+        groups: list[list[tuple[str, Tensor | None]]] = []
+        group: list[tuple[str, Tensor | None]] = []
+        used = 0
+        for name, p in self.params.items():
+            rows = compressed.get(name)
+            n_rows = p.shape[0] if p.dim() else 1
+            row_width = p[0].numel() if p.dim() else 1
+            todo = torch.arange(n_rows, device=self.device) if rows is None else rows
+            whole = rows is None
+            while todo.numel():
+                room = max(0, budget - used) // (per_entry * row_width)
+                if room == 0 and group:
+                    groups.append(group)
+                    group, used = [], 0
+                    continue
+                take = todo[:max(1, room)]
+                piece = None if whole and take.numel() == todo.numel() == n_rows else take
+                group.append((name, piece))
+                used += take.numel() * row_width * per_entry
+                todo = todo[take.numel():]
+                whole = False
+        if group:
+            groups.append(group)
+        return groups
+
+    def group_pullback(self, u: int, names: Sequence[str]) -> Callable[[Tensor], dict[str, Tensor]]:
+        """:meth:`pullback` with respect to ``names`` only (the other parameters held as constants)."""
+        const = {k: v for k, v in self.params.items() if k not in names}
+        _, fn = vjp(lambda p: self.logits({**const, **p}, [self.seqs[u]])[0], {k: self.params[k] for k in names})
+        return vmap(lambda c: fn(c)[0])
 
     def token_set(self, i: int) -> Tensor:
         return torch.arange(self.vocab, device=self.device) if self.tokens is None else self.tokens[i]
@@ -296,9 +371,11 @@ def _hutchinson(pb: _Problem) -> tuple[np.ndarray, np.ndarray]:
 
 def _exact(pb: _Problem) -> np.ndarray:
     """Jacobians of every token set stacked as rows, then the Gram matrix and its block norms."""
+    if pb.exact_bytes() > EXACT_AUTO_BYTES:
+        return _exact_grouped(pb, pb.pieces(EXACT_AUTO_BYTES))
     dtype = next(iter(pb.params.values())).dtype
     n = len(pb.seqs)
-    k = pb.vocab if pb.tokens is None else pb.tokens.shape[1]
+    k = pb.rows_per_prompt()
     jac = torch.empty(n * k, pb.n_params, dtype=dtype, device=pb.device)  # filled in place: no second copy
     row = 0
     for u in range(n):
@@ -313,6 +390,47 @@ def _exact(pb: _Problem) -> np.ndarray:
             row += toks.numel()
     gram = (jac @ jac.T).double()
     return gram.reshape(n, k, n, k).pow(2).sum(dim=(1, 3)).sqrt().cpu().numpy()
+
+
+def _exact_grouped(pb: _Problem, groups: list[list[tuple[str, Tensor | None]]]) -> np.ndarray:
+    """:func:`_exact` by parts: per group of (parameter, rows), its VJPs, its Jacobian and its Gram matrix."""
+    dtype = next(iter(pb.params.values())).dtype
+    n, k = len(pb.seqs), pb.rows_per_prompt()
+    compressed = pb.compressed_rows()
+    gram = torch.zeros(n * k, n * k, dtype=torch.float64, device=pb.device)
+    for group in groups:
+        names = list(dict.fromkeys(name for name, _ in group))
+        width = sum((pb.params[name][0].numel() if pb.params[name].dim() else 1)
+                    * (pb.params[name].shape[0] if rows is None else rows.numel()) for name, rows in group)
+        jac = torch.empty(n * k, width, dtype=dtype, device=pb.device)
+        row = 0
+        for u in range(n):
+            pull = pb.group_pullback(u, names)
+            for toks in _chunks(pb.token_set(u), pb.chunk):
+                g = pull(_one_hot(toks, pb.vocab).to(dtype))
+                for name in names:
+                    if name in compressed:
+                        _check_rows(name, g[name], compressed[name])
+                col = 0
+                for name, rows in group:
+                    t = g[name] if rows is None else g[name].index_select(1, rows)
+                    t = t.reshape(t.shape[0], -1)
+                    jac[row:row + t.shape[0], col:col + t.shape[1]] = t
+                    col += t.shape[1]
+                row += toks.numel()
+        gram += (jac @ jac.T).double()
+        del jac
+    return gram.reshape(n, k, n, k).pow(2).sum(dim=(1, 3)).sqrt().cpu().numpy()
+
+
+def _check_rows(name: str, grad: Tensor, rows: Tensor) -> None:
+    """An embedding matrix's gradient must vanish outside the rows kept for it (else the kernel would be wrong)."""
+    outside = grad.ne(0).flatten(2).any(dim=2).any(dim=0)
+    outside[rows] = False
+    if bool(outside.any()):
+        bad = outside.nonzero().flatten()[:5].tolist()
+        raise RuntimeError(f"the Jacobian of {name} is non-zero in rows {bad} outside the prompts' tokens and "
+                           "token sets; this model's embedding is not row-sparse: use estimator 'jvp'")
 
 
 @dataclass(frozen=True)
@@ -343,7 +461,8 @@ def kernel_estimate(model: Any, seqs: Sequence[Sequence[int]], cfg: EntkConfig, 
             pb = _Problem(model, seqs, cfg, pad_id)
             estimator = cfg.estimator
             if estimator == "auto":
-                estimator = "exact" if pb.exact_bytes() <= EXACT_AUTO_BYTES else "jvp"
+                fits = pb.exact_bytes() <= EXACT_AUTO_BYTES or len(pb.pieces(EXACT_AUTO_BYTES)) <= len(pb.seqs)
+                estimator = "exact" if fits else "jvp"
             if estimator == "exact":
                 k = _exact(pb)
             elif estimator == "hutchinson":
