@@ -255,8 +255,9 @@ class RefusalTracker:
         finally:
             model.train(was_training)
         self.kernel_records = [r for r in self.kernel_records if r["step"] != step]
+        # "auto" resolves per measurement (by the Jacobian's size), so each record names the estimator that ran
         self.kernel_records.append({"step": int(step), "block_means": rep["block_means"],
-                                    "seconds": round(rep["seconds"], 3)})
+                                    "seconds": round(rep["seconds"], 3), "estimator": rep["config"]["estimator"]})
 
     @property
     def kernel_steps(self) -> list[int]:

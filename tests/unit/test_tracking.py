@@ -301,6 +301,7 @@ def test_kernel_tracking_is_read_only_and_measured_at_its_steps(tiny_model_dir: 
     sets = {ps.name: ps.texts[:3] for ps in t.probe_sets}
     ref = entk_report(final, t.tokenizer, "chat", sets, t.kernel.entk)["block_means"]
     got = doc["kernel"]["records"][-1]["block_means"]
+    assert {r["estimator"] for r in doc["kernel"]["records"]} == {"jvp"}  # the one that ran, per measurement
     assert got["seemingly_toxic"]["toxic"] == pytest.approx(ref["seemingly_toxic"]["toxic"], rel=1e-5)
     # the figure draws the curves, the DCR stage at negative steps
     from overrefusal.report.figures import kernel_dynamics
