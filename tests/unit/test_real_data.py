@@ -42,10 +42,9 @@ FIXTURES = REPO / "tests" / "fixtures" / "raw"
 MIRROR_COUNTS = {
     "alpaca_5k": 5000, "stl_safety": 2483, "hh_harmless_test": 2312, "coconot_pref": 927, "xstest": 450,
     "coconot_contrast": 379, "oktest": 300, "advbench": 520, "jailbreakbench": 100, "maliciousinstruct": 100,
-    "strongreject": 313,
+    "strongreject": 313, "orbench_hard": 1319, "phtest": 3260,
 }
-NOT_IN_MIRROR = ["alpaca", "alpaca_cleaned", "stl_alpaca_small", "hh_harmless_train", "hh_red_team", "orbench_hard",
-                 "orbench_toxic", "phtest"]
+NOT_IN_MIRROR = ["alpaca", "alpaca_cleaned", "stl_alpaca_small", "hh_harmless_train", "hh_red_team", "orbench_toxic"]
 
 
 def _fixture_rows(name: str, path: Path) -> int | None:
