@@ -127,6 +127,27 @@ def sft_memory(cfg: dict[str, Any], sft: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def generation_memory(cfg: dict[str, Any], *, batch_size: int, prompt_tokens: int, new_tokens: int,
+                      dtype_bytes: int = 2) -> dict[str, float]:
+    """GiB held by one greedy generation batch (no gradients): the weights in the compute dtype
+    (``dtype_bytes``: 2 for bfloat16), the KV cache at its final length (keys and values, kv heads x head
+    dim per token and block), the prefill's transient, taken as one block's activations over the prompt
+    counted as in :func:`dcr_memory`, and the last position's logits (``generate`` keeps only that one)
+    in the compute dtype plus greedy search's float32 copy."""
+    h, inter, layers = int(cfg["hidden_size"]), int(cfg["intermediate_size"]), int(cfg["num_hidden_layers"])
+    heads = int(cfg["num_attention_heads"])
+    kv = int(cfg.get("num_key_value_heads") or heads)
+    hd = int(cfg.get("head_dim") or h // heads)
+    weights = dtype_bytes * total_params(cfg)
+    cache = dtype_bytes * 2 * layers * kv * hd * batch_size * (prompt_tokens + new_tokens)
+    prefill = dtype_bytes * batch_size * prompt_tokens * (10 * h + 3 * inter)
+    logits = (dtype_bytes + 4) * batch_size * int(cfg["vocab_size"])
+    out = {"params_b": total_params(cfg) / 1e9, "weights_gib": weights / GIB, "kv_cache_gib": cache / GIB,
+           "activations_gib": prefill / GIB, "logits_gib": logits / GIB}
+    out["total_gib"] = out["weights_gib"] + out["kv_cache_gib"] + out["activations_gib"] + out["logits_gib"]
+    return out
+
+
 def preset_table(presets: Sequence[str], *, root: Path, tokens: int = 64, gpu_gib: float = 80.0) -> str:
     """Markdown: each preset's DCR stage and SFT memory against one ``gpu_gib`` GB GPU (hub models in
     ARCHITECTURES). A preset is config.yaml under ``root`` with its files (``config.preset_files``) merged
