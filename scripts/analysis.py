@@ -15,9 +15,10 @@ with rule_context(snakemake) as log:  # noqa: F821
     s = smk.params.settings
     kind, labels, seeds = s["kind"], s["labels"], s["seeds"]
     files = {name: getattr(smk.input, f"probe_{name}") for name in PROBE_SETS}
-    sets = {name: load_probe_set(name, path, s["n_per_class"]).texts for name, path in files.items()}
+    key = "analysis.entk.n_per_class" if kind == "entk" else "analysis.n_per_class"  # the eNTK has its own
+    sets = {name: load_probe_set(name, path, s["n_per_class"], key).texts for name, path in files.items()}
     # Trigger words from the whole probe files, not only the prompts analysed.
-    everything = {name: load_probe_set(name, path, 10**9).texts for name, path in files.items()}
+    everything = {name: load_probe_set(name, path, None).texts for name, path in files.items()}
     triggers = analysis.trigger_words(s["triggers"], everything, s["n_triggers"]) if kind == "attribution" else []
     refusals = [r["response"] for r in read_jsonl(smk.input.refusals) if r.get("response")]
     # JSON keys are written sorted: `labels` and `seeds` keep the order.

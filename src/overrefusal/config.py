@@ -227,6 +227,70 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
         errs += _real_data_errors(config, source)
     errs += _data_dir_errors(config, source)
     errs += judge_and_winrate_errors(config, source, env)
+    errs += _count_errors(config, source)
+    return errs
+
+
+def reflection_shots(data_source: str) -> int:
+    """How many worked examples data/reflection_fewshot.jsonl holds: a fixed set in either world."""
+    if data_source == "real":
+        from .data.splits import FEWSHOT
+
+        return len(FEWSHOT)
+    from .toyworld.world import REFLECTION_SHOTS
+
+    return REFLECTION_SHOTS
+
+
+def probe_sizes(config: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """``{probe set: (prompts its file holds, the key that sets that)}`` for the probe sets whose size the
+    config fixes; a whole real benchmark is counted only once staged (``tracking.load_probe_set`` checks)."""
+    from .toyworld import CAPABILITY_TASKS
+
+    data = config["data"]
+    toy = data.get("toy") or {}
+    real = data.get("real") if data["source"] == "real" else None
+    out: dict[str, tuple[int, str]] = {}
+    for probe, name in config["tracking"]["probes"].items():
+        if probe == "general" and name == "general_heldout":
+            split = (real or {}).get("splits", {}).get("general_heldout")
+            if split:
+                out[probe] = (split["n"], "data.real.splits.general_heldout.n")
+        elif probe == "general":
+            if name in CAPABILITY_TASKS and name != "toy_facts_mc" and "capability_per_task" in toy:
+                out[probe] = (toy["capability_per_task"], "data.toy.capability_per_task")
+        elif real is None and "eval_per_benchmark" in toy:
+            out[probe] = (toy["eval_per_benchmark"], "data.toy.eval_per_benchmark")
+        elif real is not None and real.get("eval_subset"):
+            out[probe] = (real["eval_subset"]["n"], "data.real.eval_subset.n")
+    return out
+
+
+def _count_errors(config: dict[str, Any], source: str) -> list[str]:
+    """Counts beyond the data they draw from. A job would otherwise take what there is and report results on
+    fewer examples than the config states; counts only staged data knows are refused by the job instead."""
+    errs: list[str] = []
+    methods = [config["methods"][m] for m in enabled_methods(config)]
+    used = {s.get("reflection", config["tbr"]["reflection"]) for s in methods if KINDS[s["kind"]].reflections}
+    have = reflection_shots(config["data"]["source"])
+    for which in sorted(used):
+        want = config["tbr"][which]["num_shots"]
+        if want > have:
+            errs.append(f"{source}: tbr.{which}.num_shots = {want} but split reflection_fewshot holds {have} examples")
+    asks = []
+    if config["tracking"]["enabled"]:
+        asks.append(("tracking.n_probe", config["tracking"]["n_probe"]))
+    analysis = config["analysis"]
+    if analysis["separability"]["enabled"] or analysis["attribution"]["enabled"]:
+        asks.append(("analysis.n_per_class", analysis["n_per_class"]))
+    if analysis["entk"]["enabled"]:
+        asks.append(("analysis.entk.n_per_class", analysis["entk"]["n_per_class"]))
+    sizes = probe_sizes(config)
+    for key, n in asks:
+        for probe, (rows, why) in sizes.items():
+            if n > rows:
+                errs.append(f"{source}: {key} = {n} but probe set {probe} "
+                            f"({config['tracking']['probes'][probe]}) holds {rows} prompts ({why})")
     return errs
 
 
@@ -394,6 +458,12 @@ def learned_judge_errors(config: dict[str, Any], source: str) -> list[str]:
             if s not in sets:
                 errs.append(f"{source}: eval.learned_judges.{name}.train_sets: {s!r} is not a labelled set of "
                             f"eval.judge_validation.sets; valid: {', '.join(sorted(sets))}")
+        if entry.get("reference") and not (Path(entry["reference"]) / "manifest.json").is_file():
+            errs.append(f"{source}: eval.learned_judges.{name}.reference: {entry['reference']!r} holds no manifest.json")
+        families = {sets[s].get("family", s) for s in entry["train_sets"] if s in sets}
+        if name == "refusal_clf_v2" and len(families) < 2:
+            errs.append(f"{source}: eval.learned_judges.{name}.train_sets: leave-one-source-out needs sets of at least "
+                        f"two families; got {', '.join(sorted(families)) or 'none'}")
         raw = config["data"].get("raw_dir")
         if raw is None:
             errs.append(f"{source}: eval.learned_judges.{name}.train_sets: training reads the labelled sets under "
@@ -536,6 +606,7 @@ def _real_data_errors(config: dict[str, Any], source: str) -> list[str]:
     for name in real.get("pins", {}):
         if name not in SOURCES:
             errs.append(f"{source}: data.real.pins.{name}: unknown source; valid: {', '.join(SOURCES)}")
+    errs += _real_count_errors(config, source)
     if "contrastive_seemingly" in real["splits"] and "contrastive_toxic" not in real["splits"] \
             or "contrastive_toxic" in real["splits"] and "contrastive_seemingly" not in real["splits"]:
         errs.append(f"{source}: data.real.splits: contrastive_seemingly and contrastive_toxic come together")
@@ -549,4 +620,55 @@ def _real_data_errors(config: dict[str, Any], source: str) -> list[str]:
                         f"({', '.join(CAPABILITY_TASKS)})")
         elif spec["kind"] != "mc":
             errs.append(f"{source}: capability.tasks.{task}.kind: {task} is multiple choice (mc)")
+    return errs
+
+
+def _rows(name: str, real: dict[str, Any]) -> tuple[str, int | None]:
+    """(registry source, the rows the loaders hold its file to) of a split source or benchmark name; None: no
+    documented count. Raises KeyError for an unknown name."""
+    from .data.fetch import rows_of
+    from .data.plan import source_of
+    from .data.registry import SOURCES
+
+    src, _ = source_of(name)
+    return src, rows_of(SOURCES[src], real.get("pins"))
+
+
+def _real_count_errors(config: dict[str, Any], source: str) -> list[str]:
+    """A split's n, or the evaluation subset's, above the rows of the file it is drawn from. The file is an
+    upper bound (a label or category filter, de-duplication and decontamination keep fewer): the split
+    builder and the eval-set job refuse what is still short once the data is staged."""
+    from .data.plan import plan
+
+    real = config["data"]["real"]
+    errs: list[str] = []
+    try:  # the source each split will read: its own, or the substitute standing in for a missing one
+        chosen = {s: p["source"] for s, p in plan(real, config["data"].get("raw_dir"), [])["splits"].items()}
+    except KeyError:
+        return errs  # an unknown source, reported above
+    # allow_smaller asks for a smaller split where the source falls short (the manifest records it)
+    checked = {} if real.get("allow_smaller") else real["splits"]
+    for split, spec in checked.items():
+        name = chosen[split]
+        src, rows = _rows(name, real)
+        if rows is not None and spec["n"] > rows:
+            of = f"source {name}" + (f" (file {src})" if src != name else "")
+            if name != spec["source"]:
+                of += f", standing in for the missing {spec['source']},"
+            errs.append(f"{source}: data.real.splits.{split}.n = {spec['n']} but {of} holds {rows} rows (lower n, "
+                        "or set data.real.allow_smaller: true to build the split smaller)")
+    subset = real.get("eval_subset")
+    if subset:
+        analysis = config["analysis"]
+        probed = config["tracking"]["enabled"] or any(analysis[a]["enabled"] for a in ("entk", "separability",
+                                                                                      "attribution"))
+        probes = [config["tracking"]["probes"][p] for p in ("seemingly_toxic", "toxic")] if probed else []
+        for bench in dict.fromkeys([*config["eval"]["benchmarks"], *probes]):
+            try:
+                src, rows = _rows(bench, real)
+            except KeyError:
+                continue
+            if rows is not None and subset["n"] > rows:
+                errs.append(f"{source}: data.real.eval_subset.n = {subset['n']} but benchmark {bench} holds at most "
+                            f"{rows} prompts (the rows of {src})")
     return errs

@@ -105,14 +105,21 @@ def internal_reflections(model_dir: str, records: list[Record], shots: list[Reco
     from .io import read_jsonl
     from .models.loading import load_tokenizer
 
-    tok = load_tokenizer(model_dir)
     cfg = tbr["internal"]
-    shots = shots[: cfg["num_shots"]]
+    shots = take_shots(shots, cfg["num_shots"], "tbr.internal.num_shots")
+    tok = load_tokenizer(model_dir)
     prompts = [{**r, "input": "", "prompt": internal_prompt(tok, shots, user_text(r), cfg["system_prompt"], template,
                                                             tbr["open_tag"])} for r in records]
     generate(model_dir, prompts, work_path, template="plain", max_new_tokens=cfg["max_new_tokens"],
              batch_size=cfg["batch_size"], compute=compute, progress=False)
     return {row["id"]: f"{tbr['open_tag']} {row['response']}" for row in read_jsonl(work_path)}
+
+
+def take_shots(shots: list[Record], num_shots: int, key: str) -> list[Record]:
+    """The first ``num_shots`` worked examples; asking for more than the split holds is an error, not fewer shots."""
+    if num_shots > len(shots):
+        raise ValueError(f"{key} = {num_shots} but split reflection_fewshot holds {len(shots)} examples")
+    return shots[:num_shots]
 
 
 def teacher_messages(shots: list[Record], prompt: str, system_prompt: str) -> list[dict[str, str]]:
@@ -126,7 +133,7 @@ def teacher_messages(shots: list[Record], prompt: str, system_prompt: str) -> li
 
 def external_reflections(client: Any, records: list[Record], shots: list[Record], *, num_shots: int, system_prompt: str, params: dict[str, Any]) -> dict[str, str]:
     """Ask the teacher for one reflection per record; failures raise (no silent fallback)."""
-    shots = shots[:num_shots]
+    shots = take_shots(shots, num_shots, "tbr.external.num_shots")
     requests = [{"messages": teacher_messages(shots, user_text(r), system_prompt), **params} for r in records]
     results = client.complete_many(requests)
     return {r["id"]: res.text for r, res in zip(records, results)}

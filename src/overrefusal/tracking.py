@@ -156,9 +156,15 @@ class ProbeSet:
     texts: list[str]
 
 
-def load_probe_set(name: str, path: str | os.PathLike[str], n_probe: int) -> ProbeSet:
-    """The first ``n_probe`` rows of a record file (``prompt`` [+ ``input``]) or a capability file (``question``)."""
-    rows = read_jsonl(path)[:n_probe]
+def load_probe_set(name: str, path: str | os.PathLike[str], n_probe: int | None,
+                   key: str = "tracking.n_probe") -> ProbeSet:
+    """The first ``n_probe`` rows (None: all) of a record file (``prompt`` [+ ``input``]) or a capability file
+    (``question``). A file with fewer rows is an error naming ``key``, the config key ``n_probe`` comes from."""
+    rows = read_jsonl(path)
+    if n_probe is not None:
+        if n_probe > len(rows):
+            raise ValueError(f"{key} = {n_probe} but probe set {name} ({path}) holds {len(rows)} prompts")
+        rows = rows[:n_probe]
     texts: list[str] = []
     for i, r in enumerate(rows):
         if isinstance(r.get("prompt"), str):

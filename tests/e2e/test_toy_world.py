@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from tests.pipeline import REPO, copy_workflow, snakemake
 
@@ -122,21 +123,124 @@ def test_dcr_answers_more_than_stl_and_keeps_refusing_and_skill(toy_run: Path) -
     assert abs(mean["dcr_stl"]["capability"] - mean["stl"]["capability"]) <= 0.02
 
 
+def _check_scans_fit(run_dir: Path, cfg: dict) -> None:
+    """What a SCANS fit must produce: unit steering vectors and finite transition vectors for every block,
+    layer ranges inside the model, a threshold that is a cosine and tells the anchors apart, and counts
+    that are the config's and the pools'."""
+    import math
+
+    import torch
+
+    from overrefusal.interventions import load
+
+    report = json.loads((run_dir / "report.json").read_text())
+    depth = cfg["models"]["toy-llama"]["arch"]["num_layers"]
+    settings, cls = report["settings"], report["classified_unsafe"]
+    assert report["kind"] == "scans" and settings["depth"] == depth
+    for key in ("steer_layers", "classify_layers"):
+        start, stop = settings[key]
+        assert 0 <= start < stop <= depth, (key, settings[key])
+    assert settings["threshold_rule"] == ("config" if cfg["scans"]["threshold"] is not None else "anchor_midpoint")
+    assert math.isfinite(settings["threshold"]) and -1.0 <= settings["threshold"] <= 1.0
+    if settings["threshold_rule"] == "anchor_midpoint":
+        midpoint = (cls["harmful_anchors"]["mean_cosine"] + cls["harmless_anchors"]["mean_cosine"]) / 2
+        assert settings["threshold"] == pytest.approx(midpoint, rel=1e-6)
+    toy = cfg["data"]["toy"]
+    assert report["pool_sizes"] == {"harmful": toy["contrastive_toxic"], "pseudo_harmful": toy["contrastive_seemingly"],
+                                    "harmless": toy["sft_general"]}
+    assert cls["harmful_anchors"]["n"] == cls["harmless_anchors"]["n"] == cfg["scans"]["n_anchors"]
+    assert cls["pseudo_harmful"]["n"] == report["pool_sizes"]["pseudo_harmful"]
+    for name, c in cls.items():
+        assert 0.0 <= c["share_unsafe"] <= 1.0 and -1.0 <= c["mean_cosine"] <= 1.0, (name, c)
+    # the reference transition is the harmful anchors' mean: they must sit closer to it than the harmless ones
+    assert cls["harmful_anchors"]["mean_cosine"] > cls["harmless_anchors"]["mean_cosine"], cls
+    assert cls["harmful_anchors"]["share_unsafe"] > cls["harmless_anchors"]["share_unsafe"], cls
+
+    kind, tensors, saved = load(run_dir / "vectors.safetensors")
+    assert kind == "scans" and saved == settings  # the hooks apply what the report describes
+    steer, transition = tensors["steer"], tensors["transition"]
+    assert steer.shape == transition.shape and steer.shape[0] == depth
+    assert bool(torch.isfinite(steer).all()) and bool(torch.isfinite(transition).all())
+    norms = steer[slice(*settings["steer_layers"])].norm(dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4), norms
+    assert bool((transition[slice(*settings["classify_layers"])].norm(dim=-1) > 0).all())
+
+
+def _check_surgical_fit(run_dir: Path, cfg: dict) -> None:
+    """What a Surgical fit must produce: every (block, position) candidate scored or discarded for a stated
+    reason, the selection the best kept one inside the unpruned blocks, pool counts that add up, and a unit
+    direction that is the one the report names."""
+    import math
+
+    import torch
+
+    from overrefusal.interventions import load
+
+    report = json.loads((run_dir / "report.json").read_text())
+    sur = cfg["surgical"]
+    depth = cfg["models"]["toy-llama"]["arch"]["num_layers"]
+    assert report["kind"] == "surgical" and report["depth"] == depth
+    k = report["positions_searched"]
+    assert 1 <= k <= report["post_instruction_positions"]
+    assert k == (sur["positions"] or report["post_instruction_positions"])
+    for name, parts in report["pools"].items():
+        for split, want in (("train", sur["n_train"]), ("val", sur["n_val"])):
+            got = parts[split]
+            assert got["n"] == want and sur["min_prompts"] <= got["kept"] <= got["n"], (name, split, got)
+            assert math.isfinite(got["mean_refusal_score"])
+    assert math.isfinite(report["baseline_refusal_score"])
+
+    candidates = report["candidates"]
+    assert sorted((c["layer"], c["position"]) for c in candidates) == [
+        (layer, p) for layer in range(depth) for p in range(-k, 0)]
+    max_layer = int(depth * (1 - sur["prune_layer_fraction"]))
+    kept = []
+    for c in candidates:
+        if c["layer"] >= max_layer:
+            assert c["discarded"] == "pruned", c
+        elif "discarded" in c:
+            assert c["discarded"] in ("degenerate", "not_finite", "kl") and c["why"], c
+        else:
+            assert math.isfinite(c["refusal_score"]) and -1e-9 <= c["kl"] <= sur["kl_threshold"], c
+            assert -1.0 <= c["cosine_with_harm"] <= 1.0, c
+            kept.append(c)
+    sel = report["selected"]
+    assert kept and sel is not None
+    best = min(kept, key=lambda c: (c["refusal_score"], c["layer"], c["position"]))
+    assert (sel["layer"], sel["position"]) == (best["layer"], best["position"]) and sel["layer"] < max_layer
+    assert (sel["refusal_score"], sel["kl"]) == (best["refusal_score"], best["kl"])
+
+    kind, tensors, saved = load(run_dir / "vectors.safetensors")
+    assert kind == "surgical" and saved == {"ablation_coeff": sur["ablation_coeff"], "selected": sel}
+    for name in ("direction", "harm_direction"):
+        v = tensors[name]
+        assert v.dim() == 1 and bool(torch.isfinite(v).all()), name
+        assert float(v.norm()) == pytest.approx(1.0, abs=1e-4), name
+
+
 def test_inference_time_baselines_were_fitted_on_each_stl_seed(toy_run: Path) -> None:
-    """SCANS and Surgical run on every seed's STL checkpoint, record what they decided, and recover
-    none of STL's drop in this world (README: why)."""
-    _, runs = _summary(toy_run)
-    for m in ("scans", "surgical"):
-        for s in SEEDS:
-            assert runs[(m, s)]["answered"] <= runs[("stl", s)]["answered"] + 0.05, (m, s, runs[(m, s)])
+    """SCANS and Surgical run on every seed's STL checkpoint, their fits are sane, and their outcome is
+    reported beside the other methods'. How much of STL's drop they recover is a result, not a property of
+    the code, so it is not pinned here (README: why they recover little in this world)."""
+    cfg = yaml.safe_load((toy_run / "config.yaml").read_text())
+    for s in SEEDS:
+        _check_scans_fit(toy_run / f"results/toy/toy-llama/scans/seed{s}/intervention", cfg)
+        _check_surgical_fit(toy_run / f"results/toy/toy-llama/surgical/seed{s}/intervention", cfg)
+        for m in ("scans", "surgical"):
+            report = json.loads((toy_run / f"results/toy/toy-llama/{m}/seed{s}/intervention/report.json").read_text())
+            sft = json.loads((toy_run / f"results/toy/toy-llama/stl/seed{s}/sft_metrics.json").read_text())
+            assert report["provenance"]["model"]["weights_sha256"] == sft["provenance"]["model"]["weights_sha256"]
     rows = _rows(toy_run, "interventions.csv")
     assert {(r["method"], int(r["seed"])) for r in rows} == {(m, s) for m in ("scans", "surgical") for s in SEEDS}
-    for s in SEEDS:
-        report = json.loads((toy_run / f"results/toy/toy-llama/surgical/seed{s}/intervention/report.json").read_text())
-        assert report["selected"] is not None and report["provenance"]
-        stl = report["provenance"]["model"]["weights_sha256"]
-        sft = json.loads((toy_run / f"results/toy/toy-llama/stl/seed{s}/sft_metrics.json").read_text())
-        assert stl == sft["provenance"]["model"]["weights_sha256"]
+    # their outcomes: in the summary (per seed and mean) and in DCR's paper-layout table, as any method's
+    mean, runs = _summary(toy_run)
+    for m in ("scans", "surgical"):
+        for claims in [mean[m], *(runs[(m, s)] for s in SEEDS)]:
+            assert 0.0 <= claims["answered"] <= 1.0 and 0.0 <= claims["toxic_refused"] <= 1.0, (m, claims)
+    with (toy_run / "results/toy/tables/paper/dcr_main.csv").open() as fh:
+        paper = {r["our_method"]: r for r in csv.DictReader(fh) if r["our_model"] == "toy-llama"}
+    for m in ("scans", "surgical"):
+        assert paper[m]["XS"] != "", paper.get(m)
 
 
 def test_refusal_curves_rise_under_stl_on_seemingly_toxic_prompts_too(toy_run: Path) -> None:

@@ -73,9 +73,15 @@ def load_benchmark(benchmark: str, staged: dict[str, Any], real: dict[str, Any])
 
 
 def eval_subset(recs: list[Record], subset: dict[str, Any] | None, benchmark: str) -> list[Record]:
-    """A seeded random subset of ``subset['n']`` prompts, in the benchmark's own order (all when it has
-    fewer): for runs whose budget cannot pay for every prompt (data.real.eval_subset)."""
-    if not subset or len(recs) <= subset["n"]:
+    """A seeded random subset of ``subset['n']`` prompts, in the benchmark's own order: for runs whose budget
+    cannot pay for every prompt (data.real.eval_subset). A benchmark with fewer prompts is an error: its
+    results would otherwise stand on another n than the config states."""
+    if not subset:
+        return recs
+    if subset["n"] > len(recs):
+        raise InsufficientDataError(f"data.real.eval_subset.n = {subset['n']} but benchmark {benchmark} holds "
+                                    f"{len(recs)} prompts")
+    if subset["n"] == len(recs):
         return recs
     keep = set(random.Random(f"{subset['seed']}:eval:{benchmark}").sample(range(len(recs)), subset["n"]))
     return [r for i, r in enumerate(recs) if i in keep]
@@ -292,10 +298,14 @@ def build_splits(params: dict[str, Any], staged_files: dict[str, str], eval_file
         if unknown:
             raise ValueError(f"data.real.capability.{task}.subjects: {', '.join(unknown)} not in the staged files "
                              f"(subjects there: {', '.join(sorted(by_subject))})")
+        short = {s: len(by_subject[s]) for s in sorted(wanted or by_subject) if len(by_subject[s]) < per}
+        if short:
+            raise InsufficientDataError(f"data.real.capability.{task}.n_per_subject = {per} but "
+                                        + ", ".join(f"subject {s} holds {n} questions" for s, n in short.items()))
         picked = []
         for subj in sorted(wanted or by_subject):
             rs = by_subject[subj]
-            picked += random.Random(f"{seed}:{task}:{subj}").sample(rs, min(per, len(rs)))
+            picked += random.Random(f"{seed}:{task}:{subj}").sample(rs, per)
         caps[f"capability/{task}"] = [{k: v for k, v in r.items() if k != "subject"} for r in picked]
 
     # the toy world's synthetic capability tasks, when configured (config merges cannot remove them;

@@ -121,7 +121,10 @@ def fit_surgical(model: Any, tokenizer: Any, pools: dict[str, Sequence[str]], re
     depth = len(decoder_layers(model))
     pad = pad_id_of(tokenizer)
     n_pos = post_instruction_positions(tokenizer, template)
-    k = min(n_pos, cfg.positions) if cfg.positions else n_pos
+    if cfg.positions and cfg.positions > n_pos:
+        raise ValueError(f"surgical.positions = {cfg.positions} but template {template!r} has {n_pos} "
+                         "post-instruction positions (null searches all of them)")
+    k = cfg.positions or n_pos
     parts = split_pools(pools, cfg)
     enc = {name: {s: encode_all(tokenizer, texts, template, cfg.max_length) for s, texts in sp.items()}
            for name, sp in parts.items()}

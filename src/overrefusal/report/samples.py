@@ -27,7 +27,9 @@ def sample_rows(eval_jsons: Sequence[str | Path], *, n: int, seed: int) -> list[
     for path in eval_jsons:
         res = json.loads(Path(path).read_text(encoding="utf-8"))
         rows = sorted(res["rows"], key=lambda r: r["id"])
-        idx = sorted(random.Random(f"{seed}:{res['benchmark']}").sample(range(len(rows)), min(n, len(rows))))
+        if n > len(rows):
+            raise ValueError(f"samples.n = {n} but {path} ({res['benchmark']}) holds {len(rows)} judged responses")
+        idx = sorted(random.Random(f"{seed}:{res['benchmark']}").sample(range(len(rows)), n))
         for i in idx:
             r = rows[i]
             out.append({"model": res["model"], "method": res["method"], "seed": res.get("seed"),

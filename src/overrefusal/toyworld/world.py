@@ -27,6 +27,9 @@ EVAL_SHAPES: dict[str, tuple[str, str]] = {
     "strongreject": ("strongreject", "toxic"),
 }
 CAPABILITY_TASKS = ("toy_facts_mc", "toy_arith", "toy_words")
+# Worked examples in reflection_fewshot: as many toxic as seemingly toxic (config validation bounds
+# tbr.*.num_shots by this).
+REFLECTION_SHOTS = 4
 
 
 def _record(item: Item, split: str, i: int, response: str | None = None) -> dict[str, Any]:
@@ -97,6 +100,9 @@ def build_world(cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         if family == "xstest":
             pool += [it for it in held_special if it.label == label]
         items = _stratified(rng, _dedup(pool), cfg["eval_per_benchmark"])
+        if len(items) < cfg["eval_per_benchmark"]:
+            raise ValueError(f"toy world: data.toy.eval_per_benchmark = {cfg['eval_per_benchmark']} but benchmark "
+                             f"{bench} holds {len(items)} distinct prompts")
         eval_prompts.update(it.prompt for it in items)
         out[f"eval/{bench}"] = [_record(it, bench, i) for i, it in enumerate(items)]
 
@@ -125,8 +131,8 @@ def build_world(cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     out["sft_aug"] = [_record(it, "aug", i, comply(it, rng)) for i, it in enumerate(aug)]
     out["contrastive"] = [_record(it, "contrastive", i) for i, it in enumerate(cseem + ctox)]
 
-    # Few-shot examples for reflections: two toxic, two seemingly toxic, interleaved.
-    shots = [toxic[-1], seemingly[-1], toxic[-2], seemingly[-2]]
+    # Few-shot examples for reflections: toxic and seemingly toxic, interleaved.
+    shots = [it for i in range(1, REFLECTION_SHOTS // 2 + 1) for it in (toxic[-i], seemingly[-i])]
     out["reflection_fewshot"] = [_record(it, "shot", i, reflection(it)) for i, it in enumerate(shots)]
     # What the toy teacher (GPT-4's role) learns: reflections on train-target requests other than
     # the safety prompts it will be asked about, so its reflections there are generalisation.
