@@ -23,6 +23,7 @@ rule tables:
         summary_seeds_md=f"{RESULTS}/tables/summary_per_seed.md",
     params:
         summary=SUMMARY_REFS,
+        bootstrap=config["eval"]["bootstrap"],  # a single run's capability interval, over its questions
     log:
         f"{LOGS}/report/tables.log",
     conda:

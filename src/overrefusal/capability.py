@@ -10,7 +10,9 @@ through ``HFLM(pretrained=<model object>)``.
 Two kinds of task are supported:
 
 * **Local tasks** (``kind: mc`` or ``kind: gen``) read a JSONL file of ours. They need no network,
-  so the toy world and the tests use them. lm-eval gets them as inline config dicts (no YAML on
+  so the toy world and the tests use them, and so do the real data's capability sets from the local
+  mirror (MMLU's subset; ARC, PIQA, OpenBookQA and HellaSwag, staged in lm-eval's own task layout and
+  asked with its prompts: ``data.registry``). lm-eval gets them as inline config dicts (no YAML on
   disk, so none of YAML's ``'\\n'`` quoting traps), loaded by a ``TaskManager`` that does not even
   index lm-eval's built-in tasks.
 * **Registry tasks** (``kind: lm_eval``) are lm-eval's own task or group names (``mmlu``,

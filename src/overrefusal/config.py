@@ -620,7 +620,24 @@ def _real_data_errors(config: dict[str, Any], source: str) -> list[str]:
                         f"({', '.join(CAPABILITY_TASKS)})")
         elif spec["kind"] != "mc":
             errs.append(f"{source}: capability.tasks.{task}.kind: {task} is multiple choice (mc)")
+        else:
+            errs += _lm_eval_prompt_errors(task, spec, source)
     return errs
+
+
+def _lm_eval_prompt_errors(task: str, spec: dict[str, Any], source: str) -> list[str]:
+    """A mirror set that reproduces an lm-eval task must prompt as that task does, or its score is not that
+    task's; the prompt is the registry's (data.registry), so a preset cannot drift from it unnoticed."""
+    from .capability import DOC_TO_TEXT
+    from .data.registry import SOURCES
+
+    want = SOURCES[task].options.get("doc_to_text")
+    got = spec.get("doc_to_text", DOC_TO_TEXT)
+    if want is None or got == want:
+        return []
+    return [f"{source}: capability.tasks.{task}.doc_to_text: {got!r} is not the prompt of lm-eval's "
+            f"{SOURCES[task].options['lm_eval_task']} ({want!r}); set it to that, or leave it out where that is "
+            f"the default ({DOC_TO_TEXT!r})"]
 
 
 def _rows(name: str, real: dict[str, Any]) -> tuple[str, int | None]:
@@ -657,6 +674,10 @@ def _real_count_errors(config: dict[str, Any], source: str) -> list[str]:
                 of += f", standing in for the missing {spec['source']},"
             errs.append(f"{source}: data.real.splits.{split}.n = {spec['n']} but {of} holds {rows} rows (lower n, "
                         "or set data.real.allow_smaller: true to build the split smaller)")
+    for task, spec in real.get("capability", {}).items():
+        n, rows = spec.get("n"), _rows(task, real)[1]
+        if n is not None and rows is not None and n > rows:
+            errs.append(f"{source}: data.real.capability.{task}.n = {n} but the set holds {rows} questions")
     subset = real.get("eval_subset")
     if subset:
         analysis = config["analysis"]

@@ -23,9 +23,9 @@ from overrefusal.data import (
     stage_source,
 )
 from overrefusal.data.card import write_card
-from overrefusal.data.fetch import staged_paths
+from overrefusal.data.fetch import StagedPaths, staged_paths
 from overrefusal.data.leakage import check_leakage, near_duplicates
-from overrefusal.data.loaders import load_mmlu
+from overrefusal.data.loaders import load_capability, load_mmlu
 from overrefusal.data.plan import plan
 from overrefusal.data.splits import LeakageError, build_splits, write_eval_set
 from overrefusal.data.text import harm_category, normalise
@@ -47,20 +47,28 @@ MIRROR_COUNTS = {
 NOT_IN_MIRROR = ["alpaca", "alpaca_cleaned", "stl_alpaca_small", "hh_harmless_train", "hh_red_team", "orbench_toxic"]
 
 
-def _fixture_rows(name: str, path: Path) -> int | None:
+def _fixture_rows(name: str, paths: list[Path]) -> int | None:
     """A fixture's own row count (None where it does not parse: the test then expects that error)."""
     try:
-        return load_records(SOURCES[name], [path], expected_rows=None)[1].n_file_rows
+        if SOURCES[name].role == "capability":
+            return len(load_capability(SOURCES[name], StagedPaths(paths, None)))
+        return load_records(SOURCES[name], [paths[0]], expected_rows=None)[1].n_file_rows
     except DataError:
         return None
 
 
 def fixture_pins(root: Path) -> dict:
     """The fixtures' own sha256 and row count as config pins (the registry pins the real files' bytes and
-    documents their row counts; the fixtures are a few rows in the same layout)."""
-    return {n: {"sha256": hashlib.sha256((root / s.files[0].path).read_bytes()).hexdigest(),
-                "rows": _fixture_rows(n, root / s.files[0].path)}
-            for n, s in SOURCES.items() if not s.files[0].glob and (root / s.files[0].path).is_file()}
+    documents their row counts; the fixtures are a few rows in the same layout). A source of several files
+    pins each by its layout path."""
+    pins = {}
+    for n, s in SOURCES.items():
+        paths = [root / f.path for f in s.files]
+        if s.files[0].glob or not all(p.is_file() for p in paths):
+            continue
+        shas = {f.path: hashlib.sha256(p.read_bytes()).hexdigest() for f, p in zip(s.files, paths, strict=True)}
+        pins[n] = {"sha256": shas if len(shas) > 1 else shas[s.files[0].path], "rows": _fixture_rows(n, paths)}
+    return pins
 
 
 def _load(name: str, root: Path, **opts):
@@ -105,7 +113,7 @@ def test_mirror_splits_of_documented_sets():
 # ------------------------------------------------------------------------------------------ fixtures
 
 
-@pytest.mark.parametrize("name", sorted(n for n in SOURCES if n != "mmlu"))
+@pytest.mark.parametrize("name", sorted(n for n in SOURCES if SOURCES[n].role != "capability"))
 def test_every_loader_on_fixtures(name):
     recs, rep = _load(name, FIXTURES)
     assert recs and rep.n_rows == len(recs)
@@ -281,7 +289,7 @@ def _build(tmp_path: Path, raw: Path, real: dict, tag: str = "a"):
         reports[b] = str(out / "reports" / f"eval_{b}.json")
         write_eval_set(b, read_json(staged[p["benchmarks"][b]]), real, evals[b], reports[b])
     train_staged = {k: v for k, v in staged.items() if k in {"alpaca", "hh_red_team", "coconot_pref", "xstest",
-                                                             "stl_safety", "mmlu"}}
+                                                             "stl_safety", *real.get("capability", {})}}
     build_splits({"real": real, "plan": p}, train_staged, evals, str(out / "data"), str(out / "leak.csv"),
                  str(out / "leak.md"), str(out / "leak.json"), str(out / "data" / "manifest.json"))
     write_card(str(out / "data" / "manifest.json"), staged, reports, str(out / "card.md"), str(out / "card.json"))
@@ -318,6 +326,27 @@ def test_mmlu_subjects_restrict_the_capability_task(tmp_path):
     assert len(rows) == 2 and all(r["id"].startswith("mmlu-toy_subject-") for r in rows)
     with pytest.raises(ValueError, match=r"capability\.mmlu\.subjects: astronomy not in the staged files"):
         _build(tmp_path, FIXTURES, _real_cfg(capability={"mmlu": {"n_per_subject": 2, "subjects": ["astronomy"]}}), "b")
+
+
+def test_mirror_capability_sets_are_seeded_subsets_with_their_provenance(tmp_path):
+    caps = {"mmlu": {"n_per_subject": 1}, "arc_easy": {"n": 5}, "piqa": {}, "hellaswag": {"n": 2}}
+    a = _build(tmp_path, FIXTURES, _real_cfg(capability=caps), "a")
+    b = _build(tmp_path, FIXTURES, _real_cfg(capability={**caps, "arc_easy": {"n": 5}}, seed=1), "b")
+    d = a / "data" / "capability"
+    arc = [json.loads(line) for line in (d / "arc_easy.jsonl").read_text().splitlines()]
+    whole = [json.loads(json.dumps(r)) for r in load_capability(
+        SOURCES["arc_easy"], StagedPaths([FIXTURES / "arc/ARC-Easy-test.jsonl"], None))]
+    assert len(arc) == 5 and arc == [r for r in whole if r in arc]  # a subset, in the file's order
+    other = [json.loads(line) for line in (b / "data" / "capability" / "arc_easy.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in other] != [r["id"] for r in arc]  # drawn with data.real.seed
+    assert len((d / "piqa.jsonl").read_text().splitlines()) == 6  # no n: the whole set
+    manifest = read_json(a / "data" / "manifest.json")
+    assert manifest["files"]["capability/arc_easy"]["n"] == 5 and manifest["files"]["capability/arc_easy"]["sha256"]
+    inputs = {f["layout"]: f["sha256"] for f in manifest["inputs"]["piqa"]}
+    assert inputs == {p: hashlib.sha256((FIXTURES / p).read_bytes()).hexdigest()
+                      for p in ("piqa/valid.jsonl", "piqa/valid-labels.lst")}
+    with pytest.raises(DataError, match=r"data\.real\.capability\.arc_easy\.n = 9 but the set holds 8 questions"):
+        _build(tmp_path, FIXTURES, _real_cfg(capability={"arc_easy": {"n": 9}}), "c")
 
 
 def test_dcr_contrastive_toxic_disjoint_from_safety(tmp_path):

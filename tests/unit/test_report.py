@@ -147,7 +147,38 @@ def test_capability_table(tmp_path: Path) -> None:
     assert math.isnan(t.loc[t["method"] == "dcr", "tiny_gen"].item())
     md = tmp_path / "cap.md"
     tables.write_table(t, tmp_path / "cap.csv", md)
-    assert "| toy | dcr | 0.30 | 0.60 | – | 1 |" in md.read_text()
+    # one seed: the run's bootstrap interval over its 10 questions
+    assert "| toy | dcr | 0.30 [0.00, 0.60] | 0.60 [0.30, 0.90] | – | 1 |" in md.read_text()
+
+
+def test_capability_intervals_over_questions_then_over_seeds(tmp_path: Path) -> None:
+    from overrefusal.stats import bootstrap_ci, seed_interval
+
+    def cap(acc: float, n: int) -> dict[str, Any]:
+        return {"tasks": {"arc_easy": {"kind": "mc", "lm_eval_task": "arc_easy", "metrics": {"acc": acc, "acc_norm": 0.1},
+                                       "primary_metric": "acc", "n": n, "num_fewshot": 0},
+                          "mmlu": {"kind": "mc", "lm_eval_task": "mmlu", "metrics": {"acc": 0.25},
+                                   "primary_metric": "acc", "n": 4, "num_fewshot": 0}}}
+
+    root = tmp_path / "results" / "r" / "toy"
+    paths = {}
+    for method, seed, acc in (("stl", 0, 0.55), ("dcr", 0, 0.5), ("dcr", 1, 0.6)):
+        paths[(method, seed)] = root / method / f"seed{seed}" / "eval" / "capability.json"
+        write_json(paths[(method, seed)], cap(acc, 200))
+    boot = {"n_resamples": 200, "seed": 3}
+    t = tables.capability_table(list(paths.values()), bootstrap=boot)
+    stl, dcr = (t[t["method"] == m].iloc[0] for m in ("stl", "dcr"))
+    want = bootstrap_ci([1.0] * 110 + [0.0] * 90, **boot)  # 0.55 of 200 questions
+    assert (stl["arc_easy"], stl["arc_easy_ci_low"], stl["arc_easy_ci_high"]) == pytest.approx(want)
+    assert (dcr["arc_easy"], dcr["arc_easy_ci_low"], dcr["arc_easy_ci_high"]) == pytest.approx(seed_interval([0.5, 0.6]))
+    runs = tables.capability_table(list(paths.values()), per_seed=True, bootstrap=boot)
+    assert list(runs.columns) == ["model", "method", "seed", "mmlu", "mmlu_ci_low", "mmlu_ci_high", "arc_easy",
+                                  "arc_easy_ci_low", "arc_easy_ci_high"]
+    assert runs["arc_easy_ci_low"].notna().all()
+    write_json(paths[("stl", 0)], {"tasks": {"ppl": {"kind": "lm_eval", "lm_eval_task": "x", "metrics": {
+        "word_perplexity": 12.3}, "primary_metric": "word_perplexity", "n": 5, "num_fewshot": 0}}})
+    t = tables.capability_table([paths[("stl", 0)]])
+    assert t["ppl"].item() == 12.3 and math.isnan(t["ppl_ci_low"].item())  # not a share of questions: no interval
 
 
 def test_figures_written_and_deterministic(eval_paths: list[Path], tmp_path: Path) -> None:
@@ -238,6 +269,19 @@ def test_summary_recovery_is_paired_by_seed(seed_paths: list[Path]) -> None:
     assert dcr["recovery"] == pytest.approx(sum(rec) / 3)
     assert summary[summary["method"] == "stl"].iloc[0]["recovery"] == pytest.approx(0.0)
     assert math.isnan(dcr["capability"])
+
+
+def test_summary_capability_is_the_mean_of_task_scores_not_their_bounds(seed_paths: list[Path],
+                                                                          tmp_path: Path) -> None:
+    caps = []
+    for (method, seed) in RUNS:
+        caps.append(tmp_path / "r" / "toy" / method / f"seed{seed}" / "eval" / "capability.json")
+        write_json(caps[-1], {"tasks": {t: {"kind": "mc", "lm_eval_task": t, "metrics": {"acc": v},
+                                            "primary_metric": "acc", "n": 200, "num_fewshot": 0}
+                                        for t, v in (("mmlu", 0.25), ("arc_easy", 0.5))}})
+    runs = tables.summary_table(tables.collect(seed_paths), tables.capability_table(caps, per_seed=True),
+                                per_seed=True)
+    assert runs["capability"].tolist() == pytest.approx([0.375] * len(RUNS))
 
 
 def test_outcome_table_lists_every_benchmark(seed_paths: list[Path]) -> None:

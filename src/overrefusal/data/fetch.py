@@ -37,9 +37,13 @@ class ChecksumError(ValueError):
 
 
 def pin_of(src: Source, f: RawFile, pins: dict[str, Any] | None) -> tuple[str | None, str | None]:
-    """(revision, sha256): the registry's, overridden by ``data.real.pins.<source>``."""
+    """(revision, sha256): the registry's, overridden by ``data.real.pins.<source>``. A source of several files
+    (PIQA's rows and labels) pins each by its layout path: ``sha256: {<layout path>: <sha256>}``."""
     p = (pins or {}).get(src.name) or {}
-    return p.get("revision", f.revision), p.get("sha256", f.sha256)
+    sha = p.get("sha256", f.sha256)
+    if isinstance(sha, dict):
+        sha = sha.get(f.path, f.sha256)
+    return p.get("revision", f.revision), sha
 
 
 def rows_of(src: Source, pins: dict[str, Any] | None) -> int | None:
@@ -102,9 +106,11 @@ def how_to_supply(src: Source, f: RawFile, raw_dir: str | None, download_dir: st
 def _check(path: Path, src: Source, f: RawFile, sha: str | None, origin: str) -> str:
     got = sha256_file(path)
     if sha is not None and got != sha:
+        key = f"data.real.pins.{src.name}.sha256" + (f" (a mapping; this file's key is {f.path})"
+                                                     if len(src.files) > 1 else "")
         raise ChecksumError(f"{path}: sha256 {got} does not match the pinned {sha} for source '{src.name}'. "
                             f"The expected bytes are {origin}; replace the file with that download, or if the "
-                            f"upstream file changed on purpose, set data.real.pins.{src.name}.sha256.")
+                            f"upstream file changed on purpose, set {key}.")
     return got
 
 

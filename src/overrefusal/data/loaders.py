@@ -15,13 +15,14 @@ de-duplicate explicitly and record how many they dropped.
 
 from __future__ import annotations
 
+import bz2
 import csv
 import gzip
 import io
 import json
 import re
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,11 @@ def _decode(path: Path) -> Decoded:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: not a valid gzip file ({exc})") from exc
+    elif path.name.endswith(".bz2"):
+        try:
+            data = bz2.decompress(data)
+        except (OSError, EOFError, ValueError) as exc:
+            raise DataError(f"{path}: not a valid bzip2 file ({exc})") from exc
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark (TruthfulQA has one)
         data = data[3:]
     try:
@@ -581,6 +587,153 @@ def load_records(src: Source, paths: list[Path], options: dict[str, Any] | None 
     return out, report
 
 
+# ------------------------------------------------------------------------------------------ capability sets
+# Multiple-choice rows for lm-eval's local tasks: {id, question, choices, answer}, where `question` is the field
+# the source's lm-eval task prompts with (registry options doc_to_text) and `answer` indexes `choices`.
+
+
+def _mc_row(id_: str, question: str, choices: list[str], answer: int) -> dict[str, Any]:
+    return {"id": id_, "question": question, "choices": choices, "answer": answer}
+
+
+def _text_field(obj: Any, key: str, where: str) -> str:
+    """A non-empty string field: lm-eval would score an empty prompt or choice without complaint."""
+    value = _field(obj, key, where)
+    if not value.strip():
+        raise DataError(f"{where}: field '{key}' is empty")
+    return value
+
+
+def _text_list(value: Any, where: str, name: str) -> list[str]:
+    if not isinstance(value, list) or len(value) < 2:
+        raise DataError(f"{where}: field '{name}' must be a list of at least 2 strings, got {value!r}")
+    for i, v in enumerate(value):
+        if not isinstance(v, str) or not v.strip():
+            raise DataError(f"{where}: field '{name}[{i}]' must be a non-empty string, got {v!r}")
+    return value
+
+
+def _gold(key: Any, labels: list[str], where: str, name: str) -> int:
+    """The index of ``key`` among the choice labels (lm-eval: ``choices.label.index(answerKey)``)."""
+    if not isinstance(key, str) or key not in labels:
+        raise DataError(f"{where}: field '{name}' is {key!r}, not one of the choice labels {labels}")
+    return labels.index(key)
+
+
+def _count(rows: list[dict[str, Any]], paths: list[Path], src: Source) -> list[dict[str, Any]]:
+    """``rows``, once they are the source's whole set with unique ids: the subset a run asks for is drawn
+    later, from all of it, so a truncated file would silently change which questions are drawn."""
+    expected = paths.expected_rows if isinstance(paths, StagedPaths) else src.rows
+    if expected is not None and len(rows) != expected:
+        raise DataError(f"{', '.join(map(str, paths))}: {len(rows)} rows, expected {expected} (the documented "
+                        f"row count of source '{src.name}', {src.description}); replace the file with the upstream "
+                        f"one, or if upstream changed on purpose, set data.real.pins.{src.name}.rows")
+    dup = [i for i, n in Counter(r["id"] for r in rows).items() if n > 1]
+    if dup:
+        raise DataError(f"{paths[0]}: id {dup[0]!r} appears {sum(r['id'] == dup[0] for r in rows)} times; rows were "
+                        "copied or merged")
+    return rows
+
+
+def load_arc(paths: list[Path], src: Source) -> list[dict[str, Any]]:
+    """ARC in HF allenai/ai2_arc's layout: ``{id, question, choices: {text, label}, answerKey}``; labels are
+    letters or digits and rows have 3 to 5 choices, so the gold index is looked up, never computed."""
+    rows = []
+    for line, obj in iter_jsonl(Path(paths[0])):
+        where = f"{paths[0]}: line {line}"
+        choices = obj.get("choices") if isinstance(obj, dict) else None
+        if not isinstance(choices, dict):
+            raise DataError(f"{where}: field 'choices' must be an object {{text, label}}, got {choices!r}")
+        text = _text_list(choices.get("text"), where, "choices.text")
+        labels = _text_list(choices.get("label"), where, "choices.label")
+        if len(labels) != len(text):
+            raise DataError(f"{where}: field 'choices.label' has {len(labels)} labels for {len(text)} choices")
+        rows.append(_mc_row(_text_field(obj, "id", where), _text_field(obj, "question", where), text,
+                            _gold(obj.get("answerKey"), labels, where, "answerKey")))
+    return _count(rows, paths, src)
+
+
+def load_piqa(paths: list[Path], src: Source) -> list[dict[str, Any]]:
+    """PIQA: ``valid.jsonl`` {goal, sol1, sol2} zipped line by line with ``valid-labels.lst`` (0 = sol1)."""
+    data, labels = (Path(p) for p in paths)
+    docs = list(iter_jsonl(data))
+    label_lines = [(i, ln.strip()) for i, ln in enumerate(_text(labels).split("\n"), start=1) if ln.strip()]
+    if len(label_lines) != len(docs):
+        raise DataError(f"{labels}: {len(label_lines)} labels for the {len(docs)} rows of {data}; the files are "
+                        "paired line by line, so one of them is truncated or from another split")
+    rows = []
+    for (line, obj), (lline, label) in zip(docs, label_lines, strict=True):
+        where = f"{data}: line {line}"
+        if label not in ("0", "1"):
+            raise DataError(f"{labels}: line {lline}: field 'label' is {label!r}, not 0 or 1")
+        # no id upstream: the line number is stable, and the labels file is keyed by it too
+        rows.append(_mc_row(f"piqa-{line}", _text_field(obj, "goal", where),
+                            [_text_field(obj, "sol1", where), _text_field(obj, "sol2", where)], int(label)))
+    return _count(rows, paths, src)
+
+
+def load_openbookqa(paths: list[Path], src: Source) -> list[dict[str, Any]]:
+    """OpenBookQA's release layout ``{id, question: {stem, choices: [{text, label}]}, answerKey}``."""
+    rows = []
+    for line, obj in iter_jsonl(Path(paths[0])):
+        where = f"{paths[0]}: line {line}"
+        q = obj.get("question") if isinstance(obj, dict) else None
+        if not isinstance(q, dict) or not isinstance(q.get("choices"), list):
+            raise DataError(f"{where}: field 'question' must be an object {{stem, choices: [{{text, label}}]}}")
+        text = _text_list([c.get("text") if isinstance(c, dict) else c for c in q["choices"]], where,
+                          "question.choices.text")
+        labels = _text_list([c.get("label") if isinstance(c, dict) else c for c in q["choices"]], where,
+                            "question.choices.label")
+        key = obj.get("answerKey")
+        stem = q.get("stem")
+        if not isinstance(stem, str) or not stem.strip():
+            raise DataError(f"{where}: field 'question.stem' must be a non-empty string, got {stem!r}")
+        rows.append(_mc_row(_text_field(obj, "id", where), stem, text,
+                            _gold(key.lstrip() if isinstance(key, str) else key, labels, where, "answerKey")))
+    return _count(rows, paths, src)
+
+
+def hellaswag_preprocess(text: str) -> str:
+    """lm-eval's ``hellaswag/utils.py`` ``preprocess``, verbatim: WikiHow's bracketed artefacts out."""
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    text = text.replace("  ", " ")
+    return text
+
+
+def load_hellaswag(paths: list[Path], src: Source) -> list[dict[str, Any]]:
+    """llama.cpp's HellaSwag text: 6 lines a task (context, gold 0-3, four endings). lm-eval's ``preprocess``
+    runs again over the context and the endings, since this copy removed only some bracketed tags."""
+    path = Path(paths[0])
+    doc = _decode(path)
+    lines = doc.text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: line 1: empty file")
+    if len(lines) % 6:
+        raise DataError(f"{path}: line {len(lines)}: {len(lines)} lines, not a multiple of 6 (context, label, "
+                        "4 endings per task): the file is truncated or a line was added")
+    names = ("context", "label", "ending0", "ending1", "ending2", "ending3")
+    rows = []
+    for start in range(0, len(lines), 6):
+        fields = {}
+        for k, name in enumerate(names):
+            lineno = start + k + 1
+            where = f"{path}: line {lineno}"
+            value = check_text(lines[start + k].removesuffix("\r"), where, name, doc, lineno)
+            if not value.strip():
+                raise DataError(f"{where}: field {name!r} is empty")
+            fields[name] = value
+        if fields["label"] not in ("0", "1", "2", "3"):
+            raise DataError(f"{path}: line {start + 2}: field 'label' is {fields['label']!r}, not 0-3")
+        rows.append(_mc_row(f"hellaswag-{start // 6}", hellaswag_preprocess(fields["context"]),
+                            [hellaswag_preprocess(fields[f"ending{i}"]) for i in range(4)], int(fields["label"])))
+    doc.end()
+    return _count(rows, paths, src)
+
+
 def load_mmlu(paths: list[Path]) -> list[dict[str, Any]]:
     """MMLU test CSVs (no header; question, A-D, answer letter) as capability mc rows."""
     rows: list[dict[str, Any]] = []
@@ -594,3 +747,16 @@ def load_mmlu(paths: list[Path]) -> list[dict[str, Any]]:
             rows.append({"id": f"mmlu-{subject}-{line}", "subject": subject, "question": row["question"],
                          "choices": [row[c] for c in "ABCD"], "answer": "ABCD".index(ans)})
     return rows
+
+
+CAPABILITY_LOADERS: dict[str, Callable[[list[Path], Source], list[dict[str, Any]]]] = {
+    "mmlu_csv": lambda paths, src: load_mmlu(paths), "arc_jsonl": load_arc, "piqa_jsonl": load_piqa,
+    "obqa_jsonl": load_openbookqa, "hellaswag_txt": load_hellaswag,
+}
+
+
+def load_capability(src: Source, paths: list[Path]) -> list[dict[str, Any]]:
+    """A capability source's rows ``{id, question, choices, answer}`` (MMLU's also carry ``subject``)."""
+    if src.fmt not in CAPABILITY_LOADERS:
+        raise ValueError(f"source {src.name!r} is not a capability set (format {src.fmt!r})")
+    return CAPABILITY_LOADERS[src.fmt](paths, src)

@@ -70,6 +70,14 @@ ADVLLM_OLD = "a4b57364bc2b0785bd0e6f79eec4948e3991b8b0"
 ADVLLM = "f970939273ea17b491fadf6001fddc36ed3ae3ff"
 JAILBREAK_LLM = "1e490531c0ef4bc13430178bf1fbc8f813e34b1a"
 PHTEST_REV = "4028806c1f41031ddd3d27ca1f284e566548c5d6"  # HF commit "Upload PHTest.csv"
+# Capability sets for lm-eval (SOURCES.md, "Capability evals for lm-eval"): the carriers of the eval splits.
+ARC_CARRIER = "fcca017f3468a25901ad298913e976c42ad9165e"  # zhaoxlpku/HKU-DASC7606-A2: HF allenai/ai2_arc exports
+ARC_ORIGIN = f"zhaoxlpku/HKU-DASC7606-A2@{ARC_CARRIER[:12]} (allenai/ai2_arc export)"
+ARC_LICENCE = "CC-BY-SA-4.0 (allenai/ai2_arc card, not verified)"
+LM_EVAL_QA = "Question: {{question}}\nAnswer:"  # lm-eval's arc_* and piqa prompt, over our `question`
+PIQA_SITE = "21edab439af693b961be2f069e8690a88d3b4e37"  # ybisk/ybisk.github.io, the PIQA author's site
+OBQA_CARRIER = "eac0c145529af1a4e7924c979bbbba0b10354de3"  # katulevskiy/NLP-OpenBookQA
+HELLASWAG_TEXT = "1105d370f8340eac3c63a91fd1fa58e8999f9505"  # klosax/hellaswag_text_data (llama.cpp's copy)
 
 # Category sets. Mirror files (../shared/data): counted from the files themselves. OR-Bench: the ten
 # categories of the OR-Bench paper (Cui et al. 2024, arXiv:2405.20947, sec. 3; justincui03/or-bench),
@@ -218,6 +226,42 @@ SOURCES: dict[str, Source] = {
         Source("mmlu", "capability", (RawFile("mmlu/mmlu_test/*_test.csv", glob=True),),
                "mmlu_csv", "MIT", "hendrycks/test (via zouyingcao/SCANS@9dc20d2f1ce2)", 14042,
                "MMLU test (57 subjects, no header); mirror only: lay out mmlu/mmlu_test/<subject>_test.csv"),
+        # The options name the lm-eval task each set reproduces and that task's doc_to_text over our rows, whose
+        # `question` holds the field lm-eval's prompt reads (config.capability_errors holds a preset to it).
+        Source("arc_easy", "capability", (RawFile(
+            "arc/ARC-Easy-test.jsonl", url=_gh("zhaoxlpku/HKU-DASC7606-A2", ARC_CARRIER, "data/ARC-Easy-test.jsonl"),
+            revision=ARC_CARRIER, sha256="c9757629cb775832c3c67b4aa1425e3eda01708a2b02fa229b0c3ed1bcb70fe1"),),
+            "arc_jsonl", ARC_LICENCE, ARC_ORIGIN, 2376, "ARC-Easy test (lm-eval arc_easy)",
+            {"lm_eval_task": "arc_easy", "doc_to_text": LM_EVAL_QA}),
+        Source("arc_challenge", "capability", (RawFile(
+            "arc/ARC-Challenge-test.jsonl",
+            url=_gh("zhaoxlpku/HKU-DASC7606-A2", ARC_CARRIER, "data/ARC-Challenge-test.jsonl"), revision=ARC_CARRIER,
+            sha256="c0e7635ee91b9ca47bf388f1f6cd5140fda083a71dccda44de72c364645df3f3"),),
+            "arc_jsonl", ARC_LICENCE, ARC_ORIGIN, 1172, "ARC-Challenge test (lm-eval arc_challenge)",
+            {"lm_eval_task": "arc_challenge", "doc_to_text": LM_EVAL_QA}),
+        Source("piqa", "capability", (
+            RawFile("piqa/valid.jsonl", url=_gh("ybisk/ybisk.github.io", PIQA_SITE, "piqa/data/valid.jsonl"),
+                    revision=PIQA_SITE, sha256="93503cc97c679e459b065c3d13e848282e44b2a25213985bed3e5d458abef72d"),
+            RawFile("piqa/valid-labels.lst", url=_gh("ybisk/ybisk.github.io", PIQA_SITE, "piqa/data/valid-labels.lst"),
+                    revision=PIQA_SITE, sha256="b4192dc3a2a0363d9d60ccf79800cbbe2f32ebb17726efdde6970e0b8131bceb")),
+            "piqa_jsonl", "AFL-3.0", f"ybisk/ybisk.github.io@{PIQA_SITE[:12]} (piqa/data)", 1838,
+            "PIQA validation, labels from valid-labels.lst (lm-eval piqa)",
+            {"lm_eval_task": "piqa", "doc_to_text": LM_EVAL_QA}),
+        Source("openbookqa", "capability", (RawFile(
+            "openbookqa/test.jsonl",
+            url=_gh("katulevskiy/NLP-OpenBookQA", OBQA_CARRIER, "OpenBookQA-V1-Sep2018/Data/Main/test.jsonl"),
+            revision=OBQA_CARRIER, sha256="feb2bd9bfa6161dca4c44ce90e51e8cdada83eb5061407fcdc5005e44aaf2313"),),
+            "obqa_jsonl", "Apache-2.0", f"katulevskiy/NLP-OpenBookQA@{OBQA_CARRIER[:12]} (OpenBookQA-V1-Sep2018)", 500,
+            "OpenBookQA main test (lm-eval openbookqa)", {"lm_eval_task": "openbookqa", "doc_to_text": "{{question}}"}),
+        # Not the original jsonl but llama.cpp's text copy: ctx_b is not capitalised as lm-eval does, so scores
+        # come close to lm-eval's hellaswag without being identical (SOURCES.md).
+        Source("hellaswag", "capability", (RawFile(
+            "hellaswag/hellaswag_val_full.txt.bz2",
+            url=_gh("klosax/hellaswag_text_data", HELLASWAG_TEXT, "hellaswag_val_full.txt.bz2"), revision=HELLASWAG_TEXT,
+            sha256="50b637899e4263c2bc456c2dc726c95d2c8cd8e2a552ea5bd7719ce3cb03fe5b"),),
+            "hellaswag_txt", "MIT", f"klosax/hellaswag_text_data@{HELLASWAG_TEXT[:12]} (rowanz/hellaswag val)", 10042,
+            "HellaSwag validation, 6 lines a task (lm-eval hellaswag, near: ctx_b not capitalised)",
+            {"lm_eval_task": "hellaswag", "doc_to_text": "{{question}}"}),
     ]
 }
 

@@ -29,7 +29,7 @@ from ..records import Record, read_records, validate_record
 from ..toyworld import THINK_CLOSE, THINK_OPEN
 from .fetch import staged_paths
 from .leakage import TABLE_COLUMNS, check_leakage, leaking_prompts, near_duplicates, table_markdown
-from .loaders import load_mmlu, load_records
+from .loaders import load_capability, load_mmlu, load_records
 from .plan import source_of
 from .registry import SOURCES
 from .text import HARM_CATEGORY_NAMES, normalise
@@ -85,6 +85,17 @@ def eval_subset(recs: list[Record], subset: dict[str, Any] | None, benchmark: st
         return recs
     keep = set(random.Random(f"{subset['seed']}:eval:{benchmark}").sample(range(len(recs)), subset["n"]))
     return [r for i, r in enumerate(recs) if i in keep]
+
+
+def capability_subset(rows: list[dict[str, Any]], n: int | None, seed: int, task: str) -> list[dict[str, Any]]:
+    """A seeded random subset of ``n`` questions in the file's order (all of them for None): a capability job
+    costs time per question, and a CPU run cannot pay for a whole set (data.real.capability.<task>.n)."""
+    if n is None or n == len(rows):
+        return rows
+    if n > len(rows):
+        raise InsufficientDataError(f"data.real.capability.{task}.n = {n} but the set holds {len(rows)} questions")
+    keep = set(random.Random(f"{seed}:capability:{task}").sample(range(len(rows)), n))
+    return [r for i, r in enumerate(rows) if i in keep]
 
 
 def write_eval_set(benchmark: str, staged: dict[str, Any], real: dict[str, Any], out: str, report: str) -> int:
@@ -288,6 +299,10 @@ def build_splits(params: dict[str, Any], staged_files: dict[str, str], eval_file
     # capability tasks (lm-eval local mc tasks)
     caps: dict[str, list[dict[str, Any]]] = {}
     for task, spec in real.get("capability", {}).items():
+        if SOURCES[task].fmt != "mmlu_csv":  # MMLU is drawn per subject, below
+            caps[f"capability/{task}"] = capability_subset(
+                load_capability(SOURCES[task], staged_paths(staged[task])), spec.get("n"), seed, task)
+            continue
         rows = load_mmlu(staged_paths(staged[task]))
         per = int(spec["n_per_subject"])
         by_subject: dict[str, list[dict[str, Any]]] = {}

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..benchmarks import BENCHMARKS, SUITES, get_benchmark
 from ..io import DataError, atomic_path, read_json
-from ..stats import seed_interval
+from ..stats import bootstrap_ci, seed_interval
 
 PathLike = str | os.PathLike[str]
 # Either paths laid out as results/<run>/<model>/<method>/eval/<file>.json, or explicit labels.
@@ -324,7 +324,8 @@ def summary_table(df: pd.DataFrame, capability: pd.DataFrame | None, *, floor: s
             "capability": math.nan,
         }
     if capability is not None and len(capability):
-        tasks = [c for c in capability.columns if c not in ("model", "method", "seed")]
+        tasks = [c for c in capability.columns
+                 if c not in ("model", "method", "seed") and not c.endswith((CI_LOW, CI_HIGH))]
         for r in capability.to_dict("records"):
             key = (r["model"], r["method"], int(r["seed"]))
             if key in runs:
@@ -440,17 +441,32 @@ def _paper_to_name(column: str) -> str:
     return next((name for name, b in BENCHMARKS.items() if b.paper_column == column), column)
 
 
-def capability_table(capability_jsons: Sources, *, per_seed: bool = False) -> pd.DataFrame:
+def _score_interval(value: float, n: int, bootstrap: Mapping[str, Any] | None) -> tuple[float, float, float]:
+    """One run's score with its bootstrap interval over the ``n`` questions it was measured on.
+
+    The primary metrics (acc, acc_norm, exact_match) score each question 0 or 1, so the run's k of n right
+    is all the bootstrap resamples; a value that is no such share (another metric) gets no interval.
+    """
+    k = round(value * n)
+    if n < 1 or abs(value * n - k) > 1e-6:
+        return value, math.nan, math.nan
+    return bootstrap_ci([1.0] * k + [0.0] * (n - k), **(bootstrap or {}))
+
+
+def capability_table(capability_jsons: Sources, *, per_seed: bool = False,
+                     bootstrap: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """One row per (model, method); one column per capability task (its primary metric's value).
 
     Each cell is the mean over seeds with a t interval across them (``_ci_low``/``_ci_high``), and
-    ``n_seeds`` counts them; ``per_seed=True`` gives one row per seed instead. Task columns follow
-    the papers' order (``capability.PAPER_TASKS``), then the rest alphabetically. A task missing
-    for some row is NaN there.
+    ``n_seeds`` counts them; a method with one seed keeps that run's bootstrap interval over its
+    questions (``stats.bootstrap_ci`` with ``bootstrap``'s settings), as the main table does.
+    ``per_seed=True`` gives one row per seed instead, with each run's bootstrap interval. Task
+    columns follow the papers' order (``capability.PAPER_TASKS``), then the rest alphabetically. A
+    task missing for some row is NaN there.
     """
     from ..capability import PAPER_TASKS
 
-    rows: dict[tuple[str, str, int], dict[str, float]] = {}
+    rows: dict[tuple[str, str, int], dict[str, tuple[float, float, float]]] = {}
     tasks: set[str] = set()
     for path, model, method, seed in _labelled(capability_jsons):
         obj = read_json(path)
@@ -458,33 +474,38 @@ def capability_table(capability_jsons: Sources, *, per_seed: bool = False) -> pd
             raise DataError(f"{path}: expected a capability result with a 'tasks' object")
         if (model, method, seed) in rows:
             raise ValueError(f"two capability results for ({model}, {method}, seed {seed})")
-        vals: dict[str, float] = {}
+        vals: dict[str, tuple[float, float, float]] = {}
         for name, res in obj["tasks"].items():
             try:
-                vals[name] = float(res["metrics"][res["primary_metric"]])
+                vals[name] = _score_interval(float(res["metrics"][res["primary_metric"]]), int(res["n"]), bootstrap)
             except (KeyError, TypeError) as exc:
-                raise DataError(f"{path}: task {name!r}: no value for its primary metric") from exc
+                raise DataError(f"{path}: task {name!r}: no value for its primary metric, or no n") from exc
         rows[(model, method, seed)] = vals
         tasks |= set(vals)
     paper = [t for t in PAPER_TASKS if t in tasks]
     cols = paper + sorted(tasks - set(paper))
+    none = (math.nan, math.nan, math.nan)
+
+    def cells(t: str, v: tuple[float, float, float]) -> dict[str, float]:
+        return {t: v[0], t + CI_LOW: v[1], t + CI_HIGH: v[2]}
+
+    triples = [x for t in cols for x in (t, t + CI_LOW, t + CI_HIGH)]
     if per_seed:
         keys = sorted(rows, key=lambda k: (k[0], method_sort_key(k[1]), k[2]))
-        out = [{"model": m, "method": meth, "seed": sd, **{t: rows[(m, meth, sd)].get(t, math.nan) for t in cols}}
+        out = [{"model": m, "method": meth, "seed": sd,
+                **{c: x for t in cols for c, x in cells(t, rows[(m, meth, sd)].get(t, none)).items()}}
                for m, meth, sd in keys]
-        return pd.DataFrame.from_records(out, columns=["model", "method", "seed", *cols])
+        return pd.DataFrame.from_records(out, columns=["model", "method", "seed", *triples])
     out = []
     for m, meth in _rows_order([(k[0], k[1]) for k in rows]):
         runs = [v for k, v in rows.items() if k[:2] == (m, meth)]
         row: dict[str, Any] = {"model": m, "method": meth}
         for t in cols:
-            vals = [r[t] for r in runs if t in r]
-            mean, lo, hi = seed_interval(vals) if vals else (math.nan, math.nan, math.nan)
-            row.update({t: mean, t + CI_LOW: lo, t + CI_HIGH: hi})
+            got = [r[t] for r in runs if t in r]
+            row.update(cells(t, _over_seeds(*zip(*got, strict=True)) if got else none))
         row[N_SEEDS] = len(runs)
         out.append(row)
-    return pd.DataFrame.from_records(
-        out, columns=["model", "method", *[x for t in cols for x in (t, t + CI_LOW, t + CI_HIGH)], N_SEEDS])
+    return pd.DataFrame.from_records(out, columns=["model", "method", *triples, N_SEEDS])
 
 
 WINRATE = "win_rate"
