@@ -11,7 +11,7 @@ from overrefusal.benchmarks import BENCHMARKS
 from overrefusal.capability import registry_stage_key, registry_stage_specs
 from overrefusal.config import ConfigError, enabled_capability_tasks, enabled_methods, enabled_models, validate_config
 from overrefusal.methods import KINDS, intervened_method, method_params
-from overrefusal.toyworld import CAPABILITY_TASKS
+from overrefusal.toyworld import CAPABILITY_TASKS, EVAL_SHAPES
 from overrefusal import warm_start
 
 try:
@@ -62,7 +62,7 @@ CAPABILITY_DATA = f"resources/hf_datasets/{CAPABILITY_DATA_KEY}" if CAPABILITY_S
 SPLITS = ["sft_general", "sft_safety", "sft_aug", "contrastive", "reflection_fewshot", "teacher_sft"]
 DATA_FILES = (
     [f"{RESULTS}/data/{s}.jsonl" for s in SPLITS]
-    + [f"{RESULTS}/data/eval/{b}.jsonl" for b in BENCHMARKS]
+    + [f"{RESULTS}/data/eval/{b}.jsonl" for b in EVAL_SHAPES]  # the toy world's benchmarks (not STL's I-sets)
     + [f"{RESULTS}/data/capability/{t}.jsonl" for t in CAPABILITY_TASKS]
     + [f"{RESULTS}/data/pretrain.jsonl"]
 )
@@ -354,6 +354,14 @@ LEARNED_ARTEFACTS = {
     n: (config["eval"]["learned_judges"][n].get("artefact") or f"{RESULTS}/judges/{n}") for n in LEARNED_JUDGES_USED
 }
 LEARNED_TRAINED = [n for n in LEARNED_JUDGES_USED if "artefact" not in config["eval"]["learned_judges"][n]]
+# Sentence embeddings of judged responses, by response hash (shared by every run on this machine; not a result).
+EMBEDDING_CACHE = "resources/embeddings"
+LEARNED_JUDGE_PARAMS = {"embedding_cache": EMBEDDING_CACHE} if LEARNED_JUDGES_USED else {}
+
+
+def get_learned_judge_reference(wildcards):
+    """A trained artefact shown beside the judge in its held-out table (eval.learned_judges.<judge>.reference)."""
+    return config["eval"]["learned_judges"][wildcards.judge].get("reference")
 
 
 def get_learned_judges(wildcards=None):
@@ -510,6 +518,21 @@ REAL_STAGE = {k: (REAL or {}).get(k, d) for k, d in
               [("download", False), ("download_dir", None), ("pins", {}), ("allow_unpinned", False),
                ("github_mirror", None)]}
 REAL_EVAL = {k: REAL[k] for k in ("xstest_heldout", "harmbench_functional", "eval_subset") if REAL and k in REAL}
+# Benchmarks cut into a tuning part and an evaluation part (data.real.tuning), with a rule of their own,
+# so that the other benchmarks' eval-set jobs keep exactly their outputs and params.
+REAL_TUNED = sorted((REAL or {}).get("tuning") or {})
+REAL_UNTUNED = [b for b in BENCHMARKS if b not in REAL_TUNED]
+
+
+def get_tuned_eval_params(wildcards):
+    """What cutting one benchmark reads: the eval-set settings, its own tuning spec and the near-duplicate
+    threshold that keeps near-copies on one side."""
+    return {**REAL_EVAL, "tuning": {wildcards.benchmark: REAL["tuning"][wildcards.benchmark]},
+            "leakage": {"near_threshold": REAL["leakage"]["near_threshold"]}}
+
+
+def tuning_part(benchmark):
+    return f"{RESULTS}/data/tuning/{benchmark}.jsonl"
 # Benchmarks whose source can be had: the leakage check covers these; the others are named as missing.
 REAL_CHECKED = [b for b in EVAL_BENCHMARKS if REAL and REAL_PLAN["benchmarks"][b] not in REAL_PLAN["missing"]]
 REAL_UNCHECKED = [b for b in EVAL_BENCHMARKS if REAL and b not in REAL_CHECKED]
@@ -557,17 +580,20 @@ def get_real_split_inputs(wildcards):
     from overrefusal.data.plan import source_of
 
     staged = sorted({source_of(s["source"])[0] for s in REAL_PLAN["splits"].values()} | set(REAL_PLAN["capability"]))
-    return {
+    inputs = {
         "staged": [staged_json(s) for s in staged],
         "evals": [f"{RESULTS}/data/eval/{b}.jsonl" for b in REAL_CHECKED],
     }
+    if REAL_TUNED:  # split sources and the overlap check of every tuning part against every evaluation part
+        inputs["tuning"] = [tuning_part(b) for b in REAL_TUNED]
+    return inputs
 
 
 def get_real_card_inputs(wildcards):
     return {
         "manifest": MANIFEST,
         "staged": [staged_json(s) for s in REAL_PLAN["stage"] if s not in REAL_PLAN["missing"]],
-        "reports": [f"{RESULTS}/data/reports/eval_{b}.json" for b in REAL_CHECKED],
+        "reports": [f"{RESULTS}/data/reports/eval_{b}.json" for b in dict.fromkeys(REAL_CHECKED + REAL_TUNED)],
     }
 
 

@@ -52,6 +52,7 @@ rule judge:
         bootstrap=config["eval"]["bootstrap"],
         tags=[config["tbr"]["open_tag"], config["tbr"]["close_tag"]],
         **JUDGE_LLM_PARAMS,  # endpoint + cache dir, only when a benchmark's judge (or secondary) is an LLM judge
+        **LEARNED_JUDGE_PARAMS,  # embedding cache dir, only when a learned judge judges
     log:
         f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/judge.log",
     conda:
@@ -158,6 +159,8 @@ rule train_learned_judge:
     params:
         sets=get_learned_judge_sets,
         raw_dir=RAW_DIR,
+        embedding_cache=EMBEDDING_CACHE,
+        reference=get_learned_judge_reference,
     wildcard_constraints:
         judge="|".join(LEARNED_TRAINED) or "NONE",
     log:

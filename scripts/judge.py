@@ -19,8 +19,10 @@ with rule_context(snakemake) as log, contextlib.ExitStack() as stack:  # noqa: F
     secondary = smk.params.get("secondary_judges") or {}
     # Learned judges load the artefact their input names (input learned_<judge>: its manifest.json).
     learned = {k.removeprefix("learned_"): Path(v).parent for k, v in smk.input.items() if k.startswith("learned_")}
+    # Their embeddings are kept by response hash, so rejudging (another threshold, a new table) encodes nothing.
+    cache = smk.params.get("embedding_cache")
     judges = {n: get_judge(n, client=client) if is_llm_judge(n) else
-              get_judge(n, artefact=learned[n]) if n in learned else get_judge(n)
+              get_judge(n, artefact=learned[n], embedding_cache=cache) if n in learned else get_judge(n)
               for n in {*smk.params.judges.values(), *secondary.values()}}
     # The workflow directory (not the package install location) names the code; the generation
     # meta.json (weights sha256) and the data manifest come from the jobs that made the inputs.

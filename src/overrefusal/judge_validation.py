@@ -36,8 +36,14 @@ from .io import atomic_path
 from .judges import RefusalJudge, get_judge
 from .judges.base import LABELS, Label
 
-Format = Literal["csv", "tsv", "jsonl"]
-FORMATS: dict[str, Format] = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl"}
+Format = Literal["csv", "tsv", "jsonl", "json"]
+FORMATS: dict[str, Format] = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "json"}
+# A raw label mapped here leaves the row out of every table, counted per raw label (``LoadedSet.excluded``):
+# a source's ambiguous classes (a partial answer, "redirected") are neither refusal nor compliance.
+EXCLUDED = "excluded"
+# ``columns.label: "@response"`` with a list of response columns: the column a response came from is its raw
+# label (a preference file pairs a chosen and a rejected response in one record).
+FROM_RESPONSE_COLUMN = "@response"
 ALL = "all"  # the model / subgroup cell of a row pooled over every model / subgroup
 
 # The default labelled set; config.yaml's eval.judge_validation.sets.xstest spells out the same (tested).
@@ -57,6 +63,7 @@ DEFAULT_JUDGES: tuple[str, ...] = ("xstest_strmatch_v1", "xstest_strmatch_curly_
 TABLE_COLUMNS: tuple[str, ...] = (
     "dataset", "judge_id", "model", "subgroup", "n", "n_judge_errors", "agreement", "accuracy_3class",
     "human_compliance_rate", "judge_compliance_rate", "n_safe", "agreement_safe", "n_unsafe", "agreement_unsafe",
+    "n_excluded",
 )
 JUDGE_ERROR = "error"
 CONFUSION_COLUMNS: tuple[str, ...] = (
@@ -86,11 +93,13 @@ class LabelledSet:
     name: str
     files: str
     columns: Mapping[str, str]
-    labels: Mapping[str, Label]
-    model_from: Literal["filename", "column"]
+    labels: Mapping[str, str]  # raw label -> a judge label or EXCLUDED
+    model_from: Literal["filename", "column", "constant"]
     format: Format | None = None
     unsafe: Mapping[str, Any] | None = None
     enabled: bool = True
+    model: str | None = None  # model_from: constant
+    family: str | None = None  # sets that share prompts or annotators are held out together (None: the name)
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -103,7 +112,17 @@ class LabelledSet:
             raise ValueError(f"labelled set {name!r}: " + "; ".join(problems))
         return cls(name=name, files=spec["files"], columns=dict(spec["columns"]),
                    labels={str(k): v for k, v in spec["labels"].items()}, model_from=spec["model_from"],
-                   format=spec.get("format"), unsafe=spec.get("unsafe"), enabled=spec.get("enabled", True))
+                   format=spec.get("format"), unsafe=spec.get("unsafe"), enabled=spec.get("enabled", True),
+                   model=spec.get("model"), family=spec.get("family"))
+
+    @property
+    def group(self) -> str:
+        """The leave-one-source-out fold this set belongs to."""
+        return self.family or self.name
+
+    def response_columns(self) -> list[str]:
+        col = self.columns["response"]
+        return list(col) if isinstance(col, (list, tuple)) else [col]
 
     def paths(self, data_dir: str | os.PathLike[str]) -> list[Path]:
         return sorted(p for p in Path(data_dir).glob(self.files) if p.is_file())
@@ -140,9 +159,16 @@ def labelled_set_problems(spec: Mapping[str, Any]) -> list[str]:
             problems.append(f"columns.{key} is required")
     if spec["model_from"] == "column" and "model" not in spec["columns"]:
         problems.append("model_from: column needs columns.model")
-    bad = {k: v for k, v in spec["labels"].items() if v not in LABELS}
+    if spec["model_from"] == "constant" and not spec.get("model"):
+        problems.append("model_from: constant needs model (the name of the model that wrote every response)")
+    bad = {k: v for k, v in spec["labels"].items() if v not in (*LABELS, EXCLUDED)}
     if bad:
-        problems.append(f"labels: {bad} map to no judge label; valid: {', '.join(LABELS)}")
+        problems.append(f"labels: {bad} map to no judge label; valid: {', '.join((*LABELS, EXCLUDED))}")
+    if not any(v != EXCLUDED for v in spec["labels"].values()):
+        problems.append("labels: every value is excluded; a set needs at least one judged label")
+    label_col = spec["columns"]["label"]
+    if label_col == FROM_RESPONSE_COLUMN and not isinstance(spec["columns"]["response"], (list, tuple)):
+        problems.append(f"columns.label {FROM_RESPONSE_COLUMN} needs a list of response columns")
     unsafe = spec.get("unsafe")
     if unsafe is not None and "prefix" not in unsafe and "values" not in unsafe:
         problems.append("unsafe needs prefix or values (which values of unsafe.column mark a should-refuse prompt)")
@@ -199,6 +225,30 @@ def _records(path: Path, fmt: Format) -> Iterator[tuple[int, dict[Any, Any]]]:
     header's; a short row lacks the trailing ones). A UTF-8 byte-order mark would otherwise stick to the first
     column's name."""
     with path.open(encoding="utf-8-sig", newline="") as fh:
+        if fmt == "json":
+            # One array of objects: a record's line is where its object starts in the file (json.load keeps
+            # no positions, so the raw decoder walks the array).
+            text = fh.read()
+            dec = json.JSONDecoder()
+            pos = text.find("[")
+            if pos < 0:
+                raise LabelledSetError(f"{path}:1: a JSON array of objects expected")
+            pos += 1
+            line, counted = 1, 0
+            while True:
+                while pos < len(text) and text[pos] in " \t\r\n,":
+                    pos += 1
+                if pos >= len(text) or text[pos] == "]":
+                    return
+                line += text.count("\n", counted, pos)
+                counted = pos
+                try:
+                    rec, pos = dec.raw_decode(text, pos)
+                except json.JSONDecodeError as exc:
+                    raise LabelledSetError(f"{path}:{line}: not JSON ({exc.msg})") from None
+                if not isinstance(rec, dict):
+                    raise LabelledSetError(f"{path}:{line}: a JSON object expected, got {type(rec).__name__}")
+                yield line, rec
         if fmt == "jsonl":
             for line, text in enumerate(fh, start=1):
                 if not text.strip():
@@ -226,54 +276,113 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+_MISSING = object()
+
+
+def _lookup(rec: Mapping[Any, Any], column: str) -> Any:
+    """``rec[column]``, or for a JSON record a dotted path (``completion.0.content``, ``propositions.x``)."""
+    if column in rec:
+        return rec[column]
+    value: Any = rec
+    for part in column.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
 def _field(rec: Mapping[Any, Any], column: str, where: str) -> str:
-    if column not in rec or rec[column] is None:
+    value = _lookup(rec, column)
+    if value is _MISSING or value is None:
         present = ", ".join(str(k) for k, v in rec.items() if v is not None) or "none"
-        state = "is null" if column in rec else "missing"
+        state = "is null" if value is None else "missing"
         raise LabelledSetError(f"{where}: column {column!r} {state} (columns present: {present})")
-    return _text(rec[column])
+    return _text(value)
+
+
+def _raw_label(rec: Mapping[Any, Any], column: str | Sequence[str], where: str) -> str:
+    """A label column's text; several columns (``[a, b]``) give their values joined by ``|`` (``true|false``)."""
+    if isinstance(column, str):
+        return _field(rec, column, where)
+    return "|".join(_field(rec, c, where) for c in column)
+
+
+@dataclass(frozen=True)
+class LoadedSet:
+    """A labelled set's judged rows, and how many responses each excluded raw label left out."""
+
+    rows: list[LabelledRow]
+    excluded: dict[str, int]
+
+    @property
+    def n_excluded(self) -> int:
+        return sum(self.excluded.values())
 
 
 def load_set(spec: LabelledSet, data_dir: str | os.PathLike[str]) -> list[LabelledRow]:
-    """Every row of ``spec``'s files under ``data_dir``, in file (sorted path) and line order."""
+    """Every judged row of ``spec``'s files under ``data_dir``, in file (sorted path) and line order."""
+    return load_set_counted(spec, data_dir).rows
+
+
+def load_set_counted(spec: LabelledSet, data_dir: str | os.PathLike[str]) -> LoadedSet:
+    """:func:`load_set`, with the rows that an ``excluded`` label left out counted per raw label."""
     paths = spec.paths(data_dir)
     if not paths:
         raise FileNotFoundError(f"labelled set {spec.name!r}: no files match {spec.files} under {data_dir}")
     cols = spec.columns
     unsafe = spec.unsafe
     rows: list[LabelledRow] = []
+    excluded: dict[str, int] = {}
+    responses = spec.response_columns()
+    label_col = cols["label"]
     for path in paths:
         fmt = spec.file_format(path)
         file_model = spec.model_of(path, data_dir) if spec.model_from == "filename" else None
-        if fmt != "jsonl":  # a column missing from the header is one error for the file, at line 1
+        if fmt in ("csv", "tsv"):  # a column missing from the header is one error for the file, at line 1
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 header = next(csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","), [])
-            needed = [*cols.values(), *([unsafe["column"]] if unsafe else [])]
+            needed = [c for k, v in cols.items() if k not in ("response", "label") for c in [v]]
+            needed += responses + ([] if label_col == FROM_RESPONSE_COLUMN else
+                                   [label_col] if isinstance(label_col, str) else list(label_col))
+            needed += [unsafe["column"]] if unsafe else []
             for column in needed:
                 if column not in header:
                     raise LabelledSetError(f"{path}:1: column {column!r} missing "
                                            f"(columns present: {', '.join(header) or 'none'})")
         for line, rec in _records(path, fmt):
             where = f"{path}:{line}"
-            raw = _field(rec, cols["label"], where)
-            if raw not in spec.labels:
-                raise LabelledSetError(f"{where}: label {raw!r} is not in the set's labels "
-                                       f"({', '.join(spec.labels)}); map it to one of {', '.join(LABELS)}")
-            flag: bool | None = None
-            if unsafe is not None:
-                value = _field(rec, unsafe["column"], where)
-                flag = value.startswith(unsafe["prefix"]) if "prefix" in unsafe else False
-                flag = flag or value in unsafe.get("values", ())
-            rows.append(LabelledRow(
-                prompt=_field(rec, cols["prompt"], where),
-                response=_field(rec, cols["response"], where),
-                label=spec.labels[raw],
-                model=file_model if file_model is not None else _field(rec, cols["model"], where),
-                subgroup=_field(rec, cols["subgroup"], where) if "subgroup" in cols else None,
-                unsafe=flag,
-                where=where,
-            ))
-    return rows
+            for response_col in responses:
+                raw = response_col if label_col == FROM_RESPONSE_COLUMN else _raw_label(rec, label_col, where)
+                if raw not in spec.labels:
+                    field_name = label_col if isinstance(label_col, str) else "|".join(label_col)
+                    raise LabelledSetError(f"{where}: label {raw!r} (field {field_name}) is not in the set's labels "
+                                           f"({', '.join(spec.labels)}); map it to one of "
+                                           f"{', '.join((*LABELS, EXCLUDED))}")
+                if spec.labels[raw] == EXCLUDED:
+                    excluded[raw] = excluded.get(raw, 0) + 1
+                    continue
+                flag: bool | None = None
+                if unsafe is not None:
+                    value = _field(rec, unsafe["column"], where)
+                    flag = value.startswith(unsafe["prefix"]) if "prefix" in unsafe else False
+                    flag = flag or value in unsafe.get("values", ())
+                if spec.model_from == "constant":
+                    model = str(spec.model)
+                else:
+                    model = file_model if file_model is not None else _field(rec, cols["model"], where)
+                rows.append(LabelledRow(
+                    prompt=_field(rec, cols["prompt"], where),
+                    response=_field(rec, response_col, where),
+                    label=cast(Label, spec.labels[raw]),
+                    model=model,
+                    subgroup=_field(rec, cols["subgroup"], where) if "subgroup" in cols else None,
+                    unsafe=flag,
+                    where=where,
+                ))
+    return LoadedSet(rows, dict(sorted(excluded.items())))
 
 
 def load_xstest_completions(data_dir: str | os.PathLike[str]) -> dict[str, list[LabelledRow]]:
@@ -373,10 +482,13 @@ def run_validation(judges: Sequence[RefusalJudge], data_dir: str | os.PathLike[s
     """Every judge on every enabled set (each set read once), ordered by set, then judge."""
     out = Validation()
     for name, spec in enabled_sets(DEFAULT_SETS if sets is None else sets).items():
-        rows = load_set(LabelledSet.from_spec(name, spec), data_dir)
+        loaded = load_set_counted(LabelledSet.from_spec(name, spec), data_dir)
+        rows = loaded.rows
         for judge in judges:
             labels = judge_labels(judge, rows)
-            out.agreement += agreement_rows(name, judge.id, rows, labels)
+            table = agreement_rows(name, judge.id, rows, labels)
+            table[-1]["n_excluded"] = loaded.n_excluded  # the pooled row: responses the set's mapping left out
+            out.agreement += table
             out.confusion += confusion_rows(name, judge.id, rows, labels)
     return out
 

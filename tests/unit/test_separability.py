@@ -181,6 +181,17 @@ def test_left_padding_and_truncation_do_not_change_a_prompt(tiny: tuple) -> None
     assert torch.allclose(cut[:, 0], cut[:, 1], atol=1e-5)
 
 
+def _approx_equal(a: object, b: object, rel: float = 1e-6) -> bool:
+    """Equal structure and labels; floats within ``rel`` of each other."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_approx_equal(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_approx_equal(x, y, rel) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=rel, abs=1e-9)
+    return a == b
+
+
 def test_report_detects_a_trivially_encoded_class(tiny: tuple) -> None:
     model, tok = tiny
     g = torch.Generator().manual_seed(0)
@@ -190,7 +201,9 @@ def test_report_detects_a_trivially_encoded_class(tiny: tuple) -> None:
             "toxic": [_prefix(k, g) + " kill" for k in range(10)], "unused": ["open"]}
     rep = separability_report(model, tok, "plain", sets, folds=3, seed=1, batch_size=8)
     again = separability_report(model, tok, "plain", sets, folds=3, seed=1, batch_size=5)
-    assert {k: v for k, v in rep.items() if k != "seconds"} == {k: v for k, v in again.items() if k != "seconds"}
+    # another batch size pads to other matmul shapes: the same report up to float rounding (which CPUs differ in)
+    assert _approx_equal({k: v for k, v in rep.items() if k != "seconds"},
+                         {k: v for k, v in again.items() if k != "seconds"})
     json.dumps(rep, allow_nan=False)
     n_layers = model.config.num_hidden_layers
     assert rep["classes"] == ["seemingly_toxic", "toxic"] and rep["n"] == {"seemingly_toxic": 10, "toxic": 10}

@@ -50,6 +50,7 @@ LAZY_JUDGES: dict[str, str] = {
 
 LEARNED_JUDGES: dict[str, str] = {
     "refusal_clf_v1": "overrefusal.judges.learned:LearnedRefusalJudge",
+    "refusal_clf_v2": "overrefusal.judges.cross_source:CrossSourceRefusalJudge",
 }
 
 
