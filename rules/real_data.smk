@@ -47,8 +47,33 @@ if REAL is not None:
         output:
             records=f"{RESULTS}/data/eval/{{benchmark}}.jsonl",
             report=f"{RESULTS}/data/reports/eval_{{benchmark}}.json",
+        wildcard_constraints:
+            benchmark="|".join(REAL_UNTUNED) or "NONE",
         params:
             real=REAL_EVAL,
+        log:
+            f"{LOGS}/data/eval_{{benchmark}}.log",
+        conda:
+            "../envs/data.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        script:
+            "../scripts/real_eval_set.py"
+
+    rule real_tuned_eval_set:
+        """A benchmark with data.real.tuning: its tuning part and the evaluation part it leaves (runs before
+        real_splits, and so before any model job)."""
+        input:
+            staged=get_eval_staged,
+        output:
+            records=f"{RESULTS}/data/eval/{{benchmark}}.jsonl",
+            tuning=f"{RESULTS}/data/tuning/{{benchmark}}.jsonl",
+            report=f"{RESULTS}/data/reports/eval_{{benchmark}}.json",
+        wildcard_constraints:
+            benchmark="|".join(REAL_TUNED) or "NONE",
+        params:
+            real=get_tuned_eval_params,
         log:
             f"{LOGS}/data/eval_{{benchmark}}.log",
         conda:

@@ -6,5 +6,5 @@ from overrefusal.runtime import rule_context
 smk = snakemake  # noqa: F821 - injected by Snakemake
 with rule_context(smk) as log:
     n = write_eval_set(smk.wildcards.benchmark, read_json(smk.input.staged), smk.params.real, smk.output.records,
-                       smk.output.report)
+                       smk.output.report, getattr(smk.output, "tuning", None))
     log.info("%s: %d records", smk.wildcards.benchmark, n)

@@ -8,8 +8,9 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 with rule_context(smk) as log:
     staged = {Path(p).stem: p for p in smk.input.staged}
     evals = {Path(p).stem: p for p in smk.input.evals}
+    tuning = {Path(p).stem: p for p in getattr(smk.input, "tuning", [])}
     manifest = build_splits({"real": smk.params.real, "plan": smk.params.plan, "toy": smk.params.toy,
-                             "toy_capability": smk.params.toy_capability}, staged, evals,
+                             "toy_capability": smk.params.toy_capability, "tuning_files": tuning}, staged, evals,
                             str(Path(smk.output.manifest).parent), smk.output.leakage_csv, smk.output.leakage_md,
                             smk.output.leakage_json, smk.output.manifest, workers=smk.threads)
     log.info("wrote %d files; unchecked benchmarks (source missing): %s", len(manifest["files"]),

@@ -223,6 +223,13 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
             errs.append(f"{source}: tbr.external.api_key_env: external reflections need an API key, but the "
                         f"environment variable {ext['api_key_env']} is not set")
     errs += capability_errors(config, source)
+    if config["data"]["source"] == "toy":
+        from .toyworld import EVAL_SHAPES
+
+        for bench in config["eval"]["benchmarks"]:
+            if bench not in EVAL_SHAPES:
+                errs.append(f"{source}: eval.benchmarks: {bench} has no toy-world counterpart (real data only); "
+                            f"the toy world writes {', '.join(EVAL_SHAPES)}")
     if config["data"]["source"] == "real":
         errs += _real_data_errors(config, source)
     errs += _data_dir_errors(config, source)
@@ -262,7 +269,11 @@ def probe_sizes(config: dict[str, Any]) -> dict[str, tuple[int, str]]:
         elif real is None and "eval_per_benchmark" in toy:
             out[probe] = (toy["eval_per_benchmark"], "data.toy.eval_per_benchmark")
         elif real is not None and real.get("eval_subset"):
-            out[probe] = (real["eval_subset"]["n"], "data.real.eval_subset.n")
+            from .data.tuning import eval_size
+
+            n, key = eval_size(real, name)
+            if n is not None:
+                out[probe] = (n, key)
     return out
 
 
@@ -610,18 +621,42 @@ def _real_data_errors(config: dict[str, Any], source: str) -> list[str]:
     if "contrastive_seemingly" in real["splits"] and "contrastive_toxic" not in real["splits"] \
             or "contrastive_toxic" in real["splits"] and "contrastive_seemingly" not in real["splits"]:
         errs.append(f"{source}: data.real.splits: contrastive_seemingly and contrastive_toxic come together")
+    errs += toy_part_errors(config, source)
     written = set(real.get("capability", {}))
     for task, spec in enabled_capability_tasks(config).items():
         if task in CAPABILITY_TASKS or spec["kind"] == "lm_eval":
-            continue  # toy tasks are written for real data too; registry tasks are staged from the hub
+            continue  # toy tasks: refused above; registry tasks are staged from the hub
         if task not in written:
             errs.append(f"{source}: capability.tasks.{task}: real data writes the capability task(s) named in "
-                        f"data.real.capability ({', '.join(sorted(written)) or 'none'}) and the toy tasks "
-                        f"({', '.join(CAPABILITY_TASKS)})")
+                        f"data.real.capability ({', '.join(sorted(written)) or 'none'})")
         elif spec["kind"] != "mc":
             errs.append(f"{source}: capability.tasks.{task}.kind: {task} is multiple choice (mc)")
         else:
             errs += _lm_eval_prompt_errors(task, spec, source)
+    return errs
+
+
+def toy_part_errors(config: dict[str, Any], source: str) -> list[str]:
+    """Toy-world data in a real-data run: a toy capability task, a tracking probe set or win-rate prompts drawn
+    from one. The real-data rules still write the toy tasks (downstream rules keep the toy world's file
+    names), so such a run would report toy numbers beside real ones, under real-data headings."""
+    from .toyworld import CAPABILITY_TASKS
+
+    errs: list[str] = []
+    for task in enabled_capability_tasks(config):
+        if task in CAPABILITY_TASKS:
+            errs.append(f"{source}: capability.tasks.{task}: a toy-world task in a data.source 'real' run; switch it "
+                        f"off ({task}: {{enabled: false}}), as the paper presets do")
+    for probe, name in config["tracking"]["probes"].items():
+        if name in CAPABILITY_TASKS:
+            errs.append(f"{source}: tracking.probes.{probe}: {name!r} is a toy-world task in a data.source 'real' "
+                        "run; use general_heldout (held-out Alpaca prompts, data.real.splits.general_heldout)")
+    wr = config.get("winrate") or {}
+    if wr.get("enabled"):
+        for ps in wr["prompts"]:
+            if ps.rpartition("/")[2] in CAPABILITY_TASKS:
+                errs.append(f"{source}: winrate.prompts: {ps!r} is a toy-world task in a data.source 'real' run; "
+                            "use general_heldout")
     return errs
 
 
@@ -678,18 +713,80 @@ def _real_count_errors(config: dict[str, Any], source: str) -> list[str]:
         n, rows = spec.get("n"), _rows(task, real)[1]
         if n is not None and rows is not None and n > rows:
             errs.append(f"{source}: data.real.capability.{task}.n = {n} but the set holds {rows} questions")
-    subset = real.get("eval_subset")
-    if subset:
-        analysis = config["analysis"]
-        probed = config["tracking"]["enabled"] or any(analysis[a]["enabled"] for a in ("entk", "separability",
-                                                                                      "attribution"))
-        probes = [config["tracking"]["probes"][p] for p in ("seemingly_toxic", "toxic")] if probed else []
-        for bench in dict.fromkeys([*config["eval"]["benchmarks"], *probes]):
-            try:
-                src, rows = _rows(bench, real)
-            except KeyError:
+    analysis = config["analysis"]
+    probed = config["tracking"]["enabled"] or any(analysis[a]["enabled"] for a in ("entk", "separability",
+                                                                                  "attribution"))
+    probes = [config["tracking"]["probes"][p] for p in ("seemingly_toxic", "toxic")] if probed else []
+    errs += _eval_part_errors(config, source, list(dict.fromkeys([*config["eval"]["benchmarks"], *probes])))
+    return errs
+
+
+def _eval_part_errors(config: dict[str, Any], source: str, evaluated: list[str]) -> list[str]:
+    """Each benchmark's tuning part and evaluation size against the prompts it holds, and every training split
+    against the evaluated prompts it could hold. Where the tuning part and the evaluated prompts cannot both fit,
+    the surplus would be tuned on and evaluated: the message names the benchmark and that count."""
+    from .data.plan import TRAIN_SPLITS, source_of
+    from .data.registry import BENCHMARK_SOURCES
+    from .data.tuning import benchmark_rows, eval_size, tuning_size
+
+    real = config["data"]["real"]
+    tuning = real.get("tuning") or {}
+    errs: list[str] = []
+    for bench in dict.fromkeys([*evaluated, *tuning]):
+        if bench not in BENCHMARK_SOURCES:
+            continue
+        rows, why = benchmark_rows(bench, real)
+        size, key = eval_size(real, bench)
+        spec = tuning.get(bench)
+        if rows is None:
+            continue
+        if spec is None:
+            if size is not None and size > rows and bench in evaluated:
+                errs.append(f"{source}: {key} = {size} but benchmark {bench} holds at most {rows} prompts ({why})")
+            continue
+        t_key = f"data.real.tuning.{bench}." + ("n" if "n" in spec else "fraction")
+        n_t = tuning_size(spec, rows)
+        if not 0 < n_t < rows:
+            errs.append(f"{source}: {t_key}: a tuning part of {n_t} of benchmark {bench}'s {rows} prompts ({why}) "
+                        "leaves nothing on one side")
+        elif size is not None and bench in evaluated and n_t + size > rows:
+            errs.append(f"{source}: {key} = {size} and {t_key} gives a tuning part of {n_t}, but benchmark {bench} "
+                        f"holds {rows} prompts ({why}): {n_t + size - rows} would be both tuned on and evaluated; "
+                        f"lower one, or evaluate every prompt the tuning part leaves ({rows - n_t}) with null")
+    # A training split may hold an evaluated prompt when it draws from a benchmark's file: allowed (reported as
+    # in-distribution, DCR's own design) until a preset declares tuning parts; from then on, a split draws from
+    # an evaluated benchmark's tuning part or from no evaluated benchmark at all.
+    if tuning:
+        heldout = bool((real.get("xstest_heldout") or {}).get("enabled"))
+        for split, spec in real["splits"].items():
+            if split not in TRAIN_SPLITS:
                 continue
-            if rows is not None and subset["n"] > rows:
-                errs.append(f"{source}: data.real.eval_subset.n = {subset['n']} but benchmark {bench} holds at most "
-                            f"{rows} prompts (the rows of {src})")
+            try:
+                src = source_of(spec["source"])[0]
+            except KeyError:
+                continue  # an unknown source, reported elsewhere
+            covered = [spec["source"]] if spec["source"] in BENCHMARK_SOURCES else \
+                [b for b, (s, _) in BENCHMARK_SOURCES.items() if s == src]
+            for bench in covered:
+                if bench not in evaluated or (bench == spec["source"] and bench in tuning) or \
+                        (heldout and bench == "xstest_safe"):
+                    continue
+                size, _ = eval_size(real, bench)
+                rows, _ = benchmark_rows(bench, real)
+                count = size if size is not None or rows is None else \
+                    rows - (tuning_size(tuning[bench], rows) if bench in tuning else 0)
+                held = f"{count} evaluated prompts" if count is not None else "the evaluated prompts"
+                errs.append(f"{source}: data.real.splits.{split}.source: {spec['source']} holds {held} of benchmark "
+                            f"{bench}, so the split would train on prompts it is judged on; give {bench} a tuning "
+                            f"part (data.real.tuning.{bench}) and name {bench} as the source, or draw from a source "
+                            "that is not evaluated")
+        for split, spec in real["splits"].items():
+            name = spec["source"]
+            if name in tuning and not real.get("allow_smaller"):
+                rows, _ = benchmark_rows(name, real)
+                if rows is not None:
+                    n_t = tuning_size(tuning[name], rows)
+                    if spec["n"] > n_t:
+                        errs.append(f"{source}: data.real.splits.{split}.n = {spec['n']} but it draws from the tuning "
+                                    f"part of {name}, which holds {n_t} prompts")
     return errs

@@ -29,10 +29,24 @@ def build_card(manifest_path: str, staged_files: dict[str, str], eval_reports: d
         "splits": {k: v for k, v in manifest["files"].items()},
         "eval_sets": {b: {k: r[k] for k in ("source", "n_rows", "n_unique", "n_duplicate_rows", "n_written", "by_category")}
                       for b, r in reports.items()},
+        "parts": {b: parts_of(r) for b, r in reports.items()},
         "deviations": {"substituted_sources": substituted, "shrunk_splits": manifest["notes"]["shrunk"],
                        "in_distribution": manifest["in_distribution"]},
         "curation": manifest["notes"], "leakage": manifest["leakage"], "config": manifest["config"],
     }
+
+
+def parts_of(report: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark's tuning and evaluation parts: their counts and the rules that cut them (reports written
+    before tuning parts existed count as evaluated whole or by the subset)."""
+    total = report.get("n_benchmark", report["n_written"])
+    tuning = report.get("tuning")
+    n_tuning = tuning["n_tuning"] if tuning else 0
+    ev = report.get("evaluation") or {}
+    return {"n_benchmark": total, "n_tuning": n_tuning, "n_evaluated": report["n_written"],
+            "n_unused": total - n_tuning - report["n_written"],
+            "tuning_rule": tuning["rule"] if tuning else None, "tuning_seed": tuning["seed"] if tuning else None,
+            "evaluation_rule": ev.get("rule"), "evaluation_key": ev.get("key")}
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -54,6 +68,21 @@ def card_markdown(card: dict[str, Any]) -> str:
           "| benchmark | source | rows read | unique prompts | duplicate rows | written |", "|---|---|---|---|---|---|"]
     for b, r in card["eval_sets"].items():
         L.append(f"| {b} | {r['source']} | {r['n_rows']} | {r['n_unique']} | {r['n_duplicate_rows']} | {r['n_written']} |")
+    parts = card.get("parts") or {}
+    if parts:
+        L += ["", "## Tuning and evaluation parts", "",
+              "Settings are chosen on a benchmark's tuning part (data/tuning/<benchmark>.jsonl) and judged on its "
+              "evaluation part only; a training split that names a benchmark with a tuning part draws from that part.",
+              "", "| benchmark | prompts | tuning part | evaluated | unused | tuning rule | evaluation rule |",
+              "|---|---|---|---|---|---|---|"]
+        for b, v in parts.items():
+            L.append(f"| {b} | {v['n_benchmark']} | {v['n_tuning']} | {v['n_evaluated']} | {v['n_unused']} | "
+                     f"{v['tuning_rule'] or 'none'} | {v['evaluation_rule'] or 'every prompt'} |")
+        drawn = card["curation"].get("from_tuning_part") or {}
+        if drawn:
+            L.append("")
+        L += [f"- split {split} draws from the tuning part of {v['benchmark']} ({v['n_part']} prompts)"
+              for split, v in drawn.items()]
     d = card["deviations"]
     L += ["", "## Deviations and flags", ""]
     L.append(f"- In-distribution (training split drawn from the benchmark's own dataset): "

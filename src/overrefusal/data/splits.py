@@ -72,18 +72,25 @@ def load_benchmark(benchmark: str, staged: dict[str, Any], real: dict[str, Any])
     return recs, rep.as_dict()
 
 
-def eval_subset(recs: list[Record], subset: dict[str, Any] | None, benchmark: str) -> list[Record]:
-    """A seeded random subset of ``subset['n']`` prompts, in the benchmark's own order: for runs whose budget
-    cannot pay for every prompt (data.real.eval_subset). A benchmark with fewer prompts is an error: its
-    results would otherwise stand on another n than the config states."""
+def eval_subset(recs: list[Record], subset: dict[str, Any] | None, benchmark: str, *, n_tuning: int = 0) -> list[Record]:
+    """A seeded random subset of the benchmark's size (``eval_subset.per_benchmark.<benchmark>``, else
+    ``eval_subset.n``; None: all of them), in the benchmark's own order: for runs whose budget cannot pay for
+    every prompt (data.real.eval_subset). ``recs`` is what the tuning part (``n_tuning`` prompts) leaves. A
+    benchmark with fewer prompts is an error: its results would otherwise stand on another n than the config
+    states."""
+    from .tuning import eval_size
+
     if not subset:
         return recs
-    if subset["n"] > len(recs):
-        raise InsufficientDataError(f"data.real.eval_subset.n = {subset['n']} but benchmark {benchmark} holds "
-                                    f"{len(recs)} prompts")
-    if subset["n"] == len(recs):
+    n, key = eval_size({"eval_subset": subset}, benchmark)
+    if n is None:
         return recs
-    keep = set(random.Random(f"{subset['seed']}:eval:{benchmark}").sample(range(len(recs)), subset["n"]))
+    if n > len(recs):
+        after = f" after its tuning part of {n_tuning}" if n_tuning else ""
+        raise InsufficientDataError(f"{key} = {n} but benchmark {benchmark} holds {len(recs)} prompts{after}")
+    if n == len(recs):
+        return recs
+    keep = set(random.Random(f"{subset['seed']}:eval:{benchmark}").sample(range(len(recs)), n))
     return [r for i, r in enumerate(recs) if i in keep]
 
 
@@ -98,12 +105,33 @@ def capability_subset(rows: list[dict[str, Any]], n: int | None, seed: int, task
     return [r for i, r in enumerate(rows) if i in keep]
 
 
-def write_eval_set(benchmark: str, staged: dict[str, Any], real: dict[str, Any], out: str, report: str) -> int:
+def write_eval_set(benchmark: str, staged: dict[str, Any], real: dict[str, Any], out: str, report: str,
+                   tuning_out: str | None = None, *, workers: int = 1) -> int:
+    """Write the benchmark's evaluation part (and, with ``data.real.tuning.<benchmark>``, its tuning part to
+    ``tuning_out``) and a report of both parts' counts and rules."""
+    from .tuning import SUBSET_RULE, eval_size, split_tuning, tuning_spec
+
     recs, rep = load_benchmark(benchmark, staged, real)
     n_full = len(recs)
-    recs = eval_subset(recs, real.get("eval_subset"), benchmark)
+    spec = tuning_spec(real, benchmark)
+    if (spec is None) != (tuning_out is None):
+        raise DataError(f"benchmark {benchmark}: a tuning part is {'configured' if spec else 'not configured'} "
+                        f"(data.real.tuning) but the rule {'gave no' if spec else 'asked for a'} tuning file")
+    tuning_info = None
+    if spec is not None:
+        tuned, recs, tuning_info = split_tuning(recs, spec, benchmark, float(real["leakage"]["near_threshold"]),
+                                                workers=workers)
+        write_jsonl(tuning_out, tuned)  # type: ignore[arg-type]
+    subset = real.get("eval_subset")
+    size, key = eval_size(real, benchmark)
+    recs = eval_subset(recs, subset, benchmark, n_tuning=tuning_info["n_tuning"] if tuning_info else 0)
     n = write_jsonl(out, recs)
+    evaluation = {"n": n, "whole": size is None, "key": key if subset else None,
+                  "rule": SUBSET_RULE.format(seed=subset["seed"], benchmark=benchmark,
+                                             of="what the tuning part leaves" if tuning_info else "the benchmark")
+                  if subset and size is not None else "every prompt" + (" the tuning part leaves" if tuning_info else "")}
     write_json(report, {**rep, "benchmark": benchmark, "n_written": n, "n_benchmark": n_full,
+                        "tuning": tuning_info, "evaluation": evaluation,
                         "xstest_eval_types": xstest_types(real, "eval") if benchmark == "xstest_safe" else None,
                         "by_category": dict(sorted(Counter(r["category"] for r in recs).items()))})
     return n
@@ -205,12 +233,23 @@ def build_splits(params: dict[str, Any], staged_files: dict[str, str], eval_file
     pools: dict[str, list[Record]] = {}
     notes: dict[str, Any] = {"dedup_dropped": {}, "decontaminated": {}, "disjoint_dropped": {}, "shrunk": {}}
 
+    tuning_files = dict(params.get("tuning_files") or {})
+    tuning_parts = {b: read_records(p) for b, p in sorted(tuning_files.items())}
+
     def pool(split: str) -> list[Record]:
         name = params["plan"]["splits"][split]["source"]
-        src_name, opts = source_of(name)
-        if src_name == "harmbench" and real.get("harmbench_functional"):
-            opts["functional_categories"] = real["harmbench_functional"]
-        recs, _ = load_records(SOURCES[src_name], staged_paths(staged[src_name]), opts, id_prefix=name)
+        if name in (real.get("tuning") or {}):
+            # a benchmark with a tuning part lends training data from that part alone
+            if name not in tuning_parts:
+                raise DataError(f"split {split} draws from {name}, which has a tuning part, but the rule was given "
+                                "no data/tuning file for it")
+            recs = list(tuning_parts[name])
+            notes.setdefault("from_tuning_part", {})[split] = {"benchmark": name, "n_part": len(recs)}
+        else:
+            src_name, opts = source_of(name)
+            if src_name == "harmbench" and real.get("harmbench_functional"):
+                opts["functional_categories"] = real["harmbench_functional"]
+            recs, _ = load_records(SOURCES[src_name], staged_paths(staged[src_name]), opts, id_prefix=name)
         if name == "xstest_safe":
             keep = xstest_types(real, "train")
             if keep is not None:
@@ -338,6 +377,21 @@ def build_splits(params: dict[str, Any], staged_files: dict[str, str], eval_file
     results = check_leakage(train_for_check, evals, threshold=leak["near_threshold"],
                             max_fraction=leak["max_fraction"], in_distribution=in_dist_pairs(params, final=True),
                             workers=workers)
+    # every tuning part against every evaluation part: a setting chosen on an evaluated prompt is judged on it,
+    # so any overlap fails (not only one above max_fraction); other labels of the same file stay in-distribution
+    tuning_results = check_leakage({f"tuning/{b}": rows for b, rows in tuning_parts.items()}, evals,
+                                   threshold=leak["near_threshold"], max_fraction=0.0,
+                                   in_distribution=tuning_in_dist_pairs(tuning_parts, evals), workers=workers)
+    overlapping = [r for r in tuning_results if r.threshold_exceeded]
+    if overlapping:
+        from .tuning import OverlapError
+
+        raise OverlapError("tuning parts overlap evaluation prompts: "
+                           + "; ".join(f"the tuning part of {r.train_split.removeprefix('tuning/')} holds "
+                                       f"{r.exact + r.near} of the {r.n_eval} evaluated prompts of {r.eval_set} "
+                                       f"({r.exact} exact, {r.near} near)" for r in overlapping)
+                           + ". Give the benchmarks disjoint sources or drop the tuning part.")
+    results += tuning_results
     md = table_markdown(results, threshold=leak["near_threshold"], max_fraction=leak["max_fraction"])
     exceeded = [r for r in results if r.threshold_exceeded]
     if exceeded:
@@ -354,6 +408,8 @@ def build_splits(params: dict[str, Any], staged_files: dict[str, str], eval_file
         manifest_files[split] = _entry(path, rows)
     for b, p in eval_files.items():
         manifest_files[f"eval/{b}"] = _entry(Path(p), evals[b])  # type: ignore[arg-type]
+    for b, p in tuning_files.items():
+        manifest_files[f"tuning/{b}"] = _entry(Path(p), tuning_parts[b])  # type: ignore[arg-type]
     with atomic_path(leakage_csv) as tmp:
         import csv
 
@@ -389,11 +445,23 @@ def in_dist_pairs(params: dict[str, Any], final: bool = False) -> set[tuple[str,
     from .registry import BENCHMARK_SOURCES
 
     heldout = bool((params["real"].get("xstest_heldout") or {}).get("enabled", False))
+    tuned = set(params["real"].get("tuning") or {})
     out: set[tuple[str, str]] = set()
     for split, spec in params["plan"]["splits"].items():
         src = source_of(spec["source"])[0]
         name = ("contrastive" if split.startswith("contrastive") else split) if final else split
         for bench, (bsrc, _) in BENCHMARK_SOURCES.items():
-            if bsrc == src and not (heldout and bench == "xstest_safe"):
+            # a split drawn from a benchmark's tuning part is held to that benchmark's evaluation part
+            if bsrc == src and not (heldout and bench == "xstest_safe") and not (
+                    bench in tuned and spec["source"] == bench):
                 out.add((name, bench))
     return out
+
+
+def tuning_in_dist_pairs(tuning: dict[str, Any], evals: dict[str, Any]) -> set[tuple[str, str]]:
+    """(tuning/<benchmark>, eval set) pairs of two benchmarks cut from one file (XSTest's safe prompts and their
+    unsafe contrast twins): near-duplicates by design, reported and not failed; a benchmark's own pair is not one."""
+    from .registry import BENCHMARK_SOURCES
+
+    return {(f"tuning/{b}", e) for b in tuning for e in evals
+            if e != b and BENCHMARK_SOURCES[e][0] == BENCHMARK_SOURCES[b][0]}

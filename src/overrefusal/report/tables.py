@@ -298,7 +298,11 @@ def main_table(df: pd.DataFrame, *, per_seed: bool = False) -> pd.DataFrame:
     return pd.DataFrame.from_records(out, columns=columns)
 
 
-SUMMARY_METRICS = ("answered", "toxic_refused", "invalid", "capability", "recovery")
+SUMMARY_METRICS = ("answered", "toxic_refused", "invalid", "capability", "recovery", "answered_xs", "answered_ood")
+# The DCR paper trains its contrastive stage on XSTest and calls it in-distribution: its answered share is reported
+# apart from the mean over the out-of-distribution over-refusal sets (CoCoNot, OR-Bench, OKTest, PHTest).
+IN_DISTRIBUTION = ("xstest_safe",)
+SUMMARY_COUNTS = ("n_over_refusal", "n_toxic")  # prompts the answered and toxic_refused means stand on, per seed
 
 
 def summary_table(df: pd.DataFrame, capability: pd.DataFrame | None, *, floor: str = "stl",
@@ -311,18 +315,25 @@ def summary_table(df: pd.DataFrame, capability: pd.DataFrame | None, *, floor: s
     of the capability tasks, and ``recovery`` = (answered - floor's) / (ceiling's - floor's), with
     ``floor`` and ``ceiling`` taken from the same seed (their first seed when they have one). Then
     the mean over seeds and a t interval across seeds. ``capability`` is a
-    ``capability_table(..., per_seed=True)`` frame or None.
+    ``capability_table(..., per_seed=True)`` frame or None. ``answered_xs`` is XSTest-safe's answered share and
+    ``answered_ood`` the mean over the other over-refusal benchmarks; ``n_over_refusal`` and ``n_toxic`` count the
+    prompts behind ``answered`` and ``toxic_refused`` (summed over benchmarks; per seed, or the largest over seeds).
     """
     sub = df.dropna(subset=["answered", "refused", "invalid"])
     runs: dict[tuple[str, str, int], dict[str, float]] = {}
+    counts: dict[tuple[str, str, int], dict[str, int]] = {}
     for (model, method, seed), g in sub.groupby(["model", "method", "seed"], sort=False):
         over, tox = g[g["suite"] == "over_refusal"], g[g["suite"] != "over_refusal"]
+        ind = over["benchmark"].isin(IN_DISTRIBUTION)
         runs[(model, method, int(seed))] = {
             "answered": float(over["answered"].mean()) if len(over) else math.nan,
             "toxic_refused": float(tox["refused"].mean()) if len(tox) else math.nan,
             "invalid": float(over["invalid"].mean()) if len(over) else math.nan,
             "capability": math.nan,
+            "answered_xs": float(over[ind]["answered"].mean()) if ind.any() else math.nan,
+            "answered_ood": float(over[~ind]["answered"].mean()) if (~ind).any() else math.nan,
         }
+        counts[(model, method, int(seed))] = {"n_over_refusal": int(over["n"].sum()), "n_toxic": int(tox["n"].sum())}
     if capability is not None and len(capability):
         tasks = [c for c in capability.columns
                  if c not in ("model", "method", "seed") and not c.endswith((CI_LOW, CI_HIGH))]
@@ -342,8 +353,9 @@ def summary_table(df: pd.DataFrame, capability: pd.DataFrame | None, *, floor: s
         r["recovery"] = (r["answered"] - lo) / (hi - lo) if hi - lo > 1e-9 else math.nan
     keys = sorted(runs, key=lambda k: (k[0], method_sort_key(k[1]), k[2]))
     if per_seed:
-        return pd.DataFrame.from_records([{"model": k[0], "method": k[1], "seed": k[2], **runs[k]} for k in keys],
-                                         columns=["model", "method", "seed", *SUMMARY_METRICS])
+        return pd.DataFrame.from_records([{"model": k[0], "method": k[1], "seed": k[2], **runs[k], **counts[k]}
+                                          for k in keys],
+                                         columns=["model", "method", "seed", *SUMMARY_METRICS, *SUMMARY_COUNTS])
     out = []
     for model, method in _rows_order([(k[0], k[1]) for k in keys]):
         vals = [runs[k] for k in keys if k[:2] == (model, method)]
@@ -352,10 +364,13 @@ def summary_table(df: pd.DataFrame, capability: pd.DataFrame | None, *, floor: s
             xs = [v[m] for v in vals if not math.isnan(v[m])]
             mean, lo, hi = seed_interval(xs, rate=m != "recovery") if xs else (math.nan, math.nan, math.nan)
             row.update({m: mean, m + CI_LOW: lo, m + CI_HIGH: hi})
+        for c in SUMMARY_COUNTS:
+            row[c] = max(counts[k][c] for k in keys if k[:2] == (model, method))
         row[N_SEEDS] = len(vals)
         out.append(row)
     return pd.DataFrame.from_records(
-        out, columns=["model", "method", *[x for m in SUMMARY_METRICS for x in (m, m + CI_LOW, m + CI_HIGH)], N_SEEDS])
+        out, columns=["model", "method", *[x for m in SUMMARY_METRICS for x in (m, m + CI_LOW, m + CI_HIGH)],
+                      *SUMMARY_COUNTS, N_SEEDS])
 
 
 SWEEP_KNOBS = ("layer", "lr", "steps", "scale", "margin", "pooling", "train_embeddings", "lm_weight")
