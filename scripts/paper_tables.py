@@ -13,5 +13,5 @@ with rule_context(snakemake) as log:  # noqa: F821
                                    partial=smk.params.partial)
         out = [p for p in smk.output if f"/paper/{tid}." in p]
         by_ext = {p.rsplit(".", 1)[1]: p for p in out}
-        write_paper_table(table, df, missing, by_ext["csv"], by_ext["md"], by_ext["tex"])
+        write_paper_table(table, df, missing, by_ext["csv"], by_ext["md"], by_ext["tex"], safety=smk.params.safety)
         log.info("%s: %d rows, %d missing cells%s", tid, len(df), len(missing), " (PARTIAL)" if missing else "")

@@ -6,6 +6,7 @@ figure works the same on both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,6 +48,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("jailbreakbench", "harmful", "toxic", "JBB", "JailbreakBench harmful behaviours (100)"),
         Benchmark("maliciousinstruct", "harmful", "toxic", "MaliciousInstruct", "MaliciousInstruct (100)"),
         Benchmark("strongreject", "harmful", "toxic", "StrongREJECT", "StrongREJECT (313)"),
+        # STL's harmful evaluation sets (real data only: the toy world has no counterpart)
+        Benchmark("i_malicious", "harmful", "toxic", "I-Malicious", "STL I-MaliciousInstructions (100)"),
+        Benchmark("i_cona", "harmful", "toxic", "I-CoNa", "STL I-CoNa (178)"),
+        Benchmark("i_controversial", "harmful", "toxic", "I-Controversial", "STL I-Controversial (40)"),
+        Benchmark("q_harm", "harmful", "toxic", "Q-Harm", "STL Q-Harm, 100 questions of HarmfulQ"),
     ]
 }
 
@@ -62,3 +68,18 @@ def get_benchmark(name: str) -> Benchmark:
 
 def by_suite(names: list[str], suite: Suite) -> list[str]:
     return [n for n in names if get_benchmark(n).suite == suite]
+
+
+def safety_sets(names: Iterable[str]) -> list[str]:
+    """The paper names of the harmful benchmarks among ``names`` (a run's ``eval.benchmarks``), in its order:
+    the sets its Safety column averages."""
+    return [get_benchmark(n).paper_column for n in names if get_benchmark(n).suite == "harmful"]
+
+
+def safety_caption(names: Iterable[str]) -> str:
+    """What Safety averages, for captions: "AdvBench, HarmBench and JBB" (its count and names)."""
+    sets = safety_sets(names)
+    if not sets:
+        return "no harmful benchmark (eval.benchmarks holds none, so Safety is empty)"
+    listed = sets[0] if len(sets) == 1 else ", ".join(sets[:-1]) + " and " + sets[-1]
+    return f"{len(sets)} harmful benchmark{'s' if len(sets) > 1 else ''}: {listed}"

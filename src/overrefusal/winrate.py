@@ -22,9 +22,11 @@ configs read the logprobs of "m"/"M"; the pipeline's client returns text only, s
 is the generated token (temperature 0, max_tokens 1), AlpacaEval's discrete win rate.
 
 The toy world's judge (``base_url: local``) is :func:`oracle_judge_script`: a scripted backend
-served over real HTTP that prefers the output equal to the world's reference answer and otherwise
-always picks position 1, so it is an **oracle judge for the toy world**, whose position bias the
-two orders cancel. It checks the plumbing and the arithmetic, not judging quality.
+served over real HTTP, an **oracle judge for the toy world**. It prefers the world's reference
+answer over anything else and, on a benign request, any answer over a refusal or an empty output;
+between two outputs it ranks alike it picks position 1, a bias the two orders turn into a tie. So a
+method that refuses fewer benign requests than the reference wins, even where both get every answer
+wrong. It judges against the world's answers, not response quality as a human or GPT-4o-mini would.
 """
 
 from __future__ import annotations
@@ -286,7 +288,8 @@ def judge_summary(endpoint: Mapping[str, Any]) -> dict[str, Any]:
 
     local = endpoint["base_url"] == "local"
     return {
-        "endpoint": "local oracle judge for the toy world (prefers the reference answer)" if local
+        "endpoint": "local oracle judge for the toy world (prefers the world's answer, then any answer over a "
+                    "refusal on a benign request)" if local
         else endpoint["base_url"],
         "model": endpoint["model"],
         "oracle_version": ORACLE_VERSION if local else None,

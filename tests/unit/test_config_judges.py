@@ -181,7 +181,7 @@ def test_a_benchmark_key_overrides_its_suite(cfg):
     assert list(judges) == cfg["eval"]["benchmarks"]
     assert judges["orbench_hard"] == "orbench_llm_v1" and judges["advbench"] == "xstest_strmatch_v1"
     assert {b: j for b, j in judges.items() if b not in ("orbench_hard", "advbench")} == dict.fromkeys(
-        set(BENCHMARKS) - {"orbench_hard", "advbench"}, "toy_outcome_v1")
+        set(cfg["eval"]["benchmarks"]) - {"orbench_hard", "advbench"}, "toy_outcome_v1")
     validate_config(cfg, env={})  # the local endpoint: no key
     assert llm_judges_used(cfg) == ["orbench_llm_v1"]
 
@@ -247,7 +247,7 @@ def test_dcr_preset_judges_each_benchmark_as_its_own_paper_does():
     judges = benchmark_judges(cfg)
     assert judges["xstest_safe"] == judges["xstest_unsafe"] == "xstest_strmatch_v1"  # XSTest's string match
     assert judges["orbench_hard"] == judges["orbench_toxic"] == "orbench_llm_v1"  # OR-Bench's checker
-    assert {judges[b] for b in BENCHMARKS if get_benchmark(b).suite == "harmful"} == {"jbb_substring_v1"}
+    assert {judges[b] for b in cfg["eval"]["benchmarks"] if get_benchmark(b).suite == "harmful"} == {"jbb_substring_v1"}
     second = benchmark_judges(cfg, "secondary_judges")
     assert second["orbench_hard"] == "xstest_strmatch_v1" and second["xstest_safe"] == "xstest_strmatch_curly_v1"
     # ... with OR-Bench's own checker model, a real endpoint whose key is checked up front

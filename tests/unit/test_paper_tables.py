@@ -151,3 +151,31 @@ def test_the_shipped_values_file_loads_and_cites_every_table() -> None:
     main = tables["dcr_main"]
     assert len(main.rows) == 8 and main.rows[0].values["XS"] == 0.73  # DCR Table 1, Qwen2.5-1.5B STL
     assert all(not t.rows and t.note for t in tables.values() if t.paper == "tbr")  # no TBR numbers in our sources
+
+
+def test_safety_names_the_sets_this_run_averages(values: Path, tmp_path: Path) -> None:
+    from overrefusal.benchmarks import safety_caption
+
+    table = load_paper_values(values)["main"]
+    df, missing = paper_layout(table, _ours(), KINDS)
+    safety = safety_caption(["xstest_safe", "advbench", "xstest_unsafe", "strongreject"])
+    assert safety == "2 harmful benchmarks: AdvBench and StrongREJECT"  # controls and over-refusal sets are not
+    write_paper_table(table, df, missing, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.tex", safety=safety)
+    line = "Our Safety: the mean defense success rate over 2 harmful benchmarks: AdvBench and StrongREJECT"
+    assert f"> {line} (eval.benchmarks)." in (tmp_path / "t.md").read_text()
+    assert f"% {line} (eval.benchmarks)." in (tmp_path / "t.tex").read_text()
+    # a table without a Safety column says nothing about it
+    win = load_paper_values(values)["win"]
+    ours = pd.DataFrame.from_records([{"model": "qwen2.5-1.5b", "method": "dcr_stl", "win_rate": 0.55,
+                                       "win_rate_ci_low": 0.5, "win_rate_ci_high": 0.6, "n_seeds": 2}])
+    wdf, _ = paper_layout(win, ours, KINDS)
+    assert "Our Safety" not in to_markdown(win, wdf, [], safety=safety)
+
+
+def test_the_shipped_caption_names_no_sets_the_paper_does_not() -> None:
+    """The DCR summary gives only "five harmful benchmarks": the caption must not name sets of its own."""
+    from overrefusal.benchmarks import BENCHMARKS
+
+    caption = load_paper_values(REPO / "config" / "paper_values.yaml")["dcr_main"].caption
+    named = [b.paper_column for b in BENCHMARKS.values() if b.suite == "harmful" and b.paper_column in caption]
+    assert "five harmful benchmarks" in caption and named == [] and "I-" not in caption

@@ -532,12 +532,37 @@ def p_strongreject_csv(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
                       "category": _category(row["category"], where, "category", src)}
 
 
+def p_stl_eval_json(path: Path, src: Source, opts: dict[str, Any]) -> Rows:
+    """STL's evaluation files: one object {instructions: [...], inputs: [] (, tags: [...])}; a tag, where the
+    file has them, is the row's category."""
+    doc = _decode(path)
+    try:
+        obj = json.loads(doc.text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {exc.lineno}: not JSON ({exc.msg})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("instructions"), list):
+        raise DataError(f"{path}: line 1: expected an object with an 'instructions' list (STL's evaluation layout)")
+    if obj.get("inputs"):
+        raise DataError(f"{path}: 'inputs' is not empty; STL's evaluation prompts carry none")
+    tags = obj.get("tags")
+    if tags is not None and (not isinstance(tags, list) or len(tags) != len(obj["instructions"])):
+        raise DataError(f"{path}: 'tags' must be a list as long as 'instructions'")
+    for i, prompt in enumerate(obj["instructions"]):
+        where = f"{path}: instructions[{i}]"
+        if not isinstance(prompt, str):
+            raise DataError(f"{where}: expected a string, got {type(prompt).__name__}")
+        check_text(prompt, where, "instruction", doc)
+        category = src.name if tags is None else _category(str(tags[i]), where, "tags", src)
+        yield where, {"prompt": prompt.strip(), "label": "toxic", "category": category}
+    doc.end()
+
+
 PARSERS: dict[str, Callable[[Path, Source, dict[str, Any]], Rows]] = {
     "alpaca_json": p_alpaca_json, "hh_jsonl_gz": p_hh_jsonl_gz, "hh_red_team": p_hh_red_team,
     "coconot_pref": p_coconot_pref, "coconot_jsonl": p_coconot_jsonl, "xstest_csv": p_xstest_csv,
     "prompt_csv": p_prompt_csv, "orbench_csv": p_orbench_csv, "phtest_csv": p_phtest_csv,
     "advbench_csv": p_advbench_csv, "harmbench_csv": p_harmbench_csv, "jbb_csv": p_jbb_csv,
-    "lines_txt": p_lines_txt, "strongreject_csv": p_strongreject_csv,
+    "lines_txt": p_lines_txt, "strongreject_csv": p_strongreject_csv, "stl_eval_json": p_stl_eval_json,
 }
 
 Expected = int | None | Literal["documented"]

@@ -222,6 +222,23 @@ SOURCES: dict[str, Source] = {
             revision=ADVLLM, sha256="4dd70357e4ff8b5d0ba5ebafecab5d6dd5633ce8046e3dd1c8bd93e64de44381"),),
             "strongreject_csv", "MIT", f"busycalibrating/AdversariaLLM@{ADVLLM[:12]} (StrongREJECT)", 313,
             "StrongREJECT forbidden prompts", categories=STRONGREJECT_CATEGORIES),
+        # STL's own harmful evaluation sets (Bianchi et al. 2024), which DCR's recipe descends from; a preset
+        # that wants them lists them in eval.benchmarks (config/presets/stl_isets.yaml).
+        *[Source(name, "eval", (RawFile(
+            f"safety_tuned_llamas/evaluation/{file}",
+            url=_gh("vinid/safety-tuned-llamas", STL, f"data/evaluation/{file}"), revision=STL, sha256=sha),),
+            "stl_eval_json", "CC-BY-NC-4.0", f"vinid/safety-tuned-llamas@{STL[:12]}", rows, desc, categories=cats)
+          for name, file, sha, rows, desc, cats in [
+              ("stl_i_malicious", "I-MaliciousInstructions.json",
+               "7a2bc751d49983800848050282aa2a84b3faa7044c3178228c49dd68df7d679f", 100,
+               "STL I-MaliciousInstructions (tags: hate, crime)", frozenset({"hate", "crime"})),
+              ("stl_i_cona", "I-CoNa.json", "e07d92e376198e60ac1004902dc3fec46513ac70b08d855b4101288b8270d62a", 178,
+               "STL I-CoNa (hate speech, from CONAN)", None),
+              ("stl_i_controversial", "I-Controversial.json",
+               "0590fc6ee97a39c6a43adc21fe5a4ccbf546ea52e89a32757db6ea3d46ce65c4", 40,
+               "STL I-Controversial (controversial topics)", None),
+              ("stl_q_harm", "Q-Harm.json", "ecc1d19030d41ad550a1e69996dc424074e3e45fb2fa5e8e44b46f294aea295a", 100,
+               "STL Q-Harm (100 questions of HarmfulQ)", None)]],
         # ------------------------------------------------------------------ capability
         Source("mmlu", "capability", (RawFile("mmlu/mmlu_test/*_test.csv", glob=True),),
                "mmlu_csv", "MIT", "hendrycks/test (via zouyingcao/SCANS@9dc20d2f1ce2)", 14042,
@@ -279,6 +296,10 @@ BENCHMARK_SOURCES: dict[str, tuple[str, dict[str, object]]] = {
     "jailbreakbench": ("jailbreakbench", {}),
     "maliciousinstruct": ("maliciousinstruct", {}),
     "strongreject": ("strongreject", {}),
+    "i_malicious": ("stl_i_malicious", {}),
+    "i_cona": ("stl_i_cona", {}),
+    "i_controversial": ("stl_i_controversial", {}),
+    "q_harm": ("stl_q_harm", {}),
 }
 
 

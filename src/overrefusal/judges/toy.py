@@ -73,7 +73,7 @@ class ToyOutcomeJudge(RefusalJudge):
 # ------------------------------------------------------------------------------------------------
 # Scripted judges the toy world serves over real HTTP (``base_url: local``): plumbing, not judging.
 TOY_JUDGE_VERSION = "toy-scripted-judge-v1"  # cache namespace: bump when toy_judge_script changes
-ORACLE_VERSION = "toy-oracle-judge-v1"  # cache namespace of the win-rate oracle; bump when it changes
+ORACLE_VERSION = "toy-oracle-judge-v2"  # cache namespace of the win-rate oracle; bump when it changes
 
 
 def toy_judge_script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
@@ -99,18 +99,39 @@ def toy_judge_script(messages: list[dict[str, Any]], params: dict[str, Any]) -> 
     raise ValueError("toy judge: the request is neither the XSTest nor the OR-Bench judge prompt")
 
 
+def _is_refusal(text: str, refusals: frozenset[str]) -> bool:
+    return text in refusals or _invalid_kind(text, refusals) == "refusal_blend"
+
+
+def oracle_rank(output: str, reference: str) -> int:
+    """How good the oracle judge takes ``output`` to be for a request whose world answer is ``reference``:
+    2 the world's answer (on a request the world refuses: any world refusal); 1 an attempt at an answer
+    to a benign request, right or wrong; 0 a refusal (or a refusal mixed with other text) or nothing.
+
+    The middle rank is what makes the win rate move between methods: on a task every method gets wrong
+    (the toy arithmetic), the method that attempts it beats the one that refuses the benign request."""
+    _, refusals = _world()
+    text, ref = _norm(output), _norm(reference)
+    if text == ref or (ref in refusals and text in refusals):
+        return 2
+    if ref not in refusals and text and not _is_refusal(text, refusals):
+        return 1
+    return 0
+
+
 def oracle_judge_script(
     references: Mapping[str, str],
 ) -> Callable[[list[dict[str, Any]], dict[str, Any]], str]:
     """A scripted AlpacaEval judge for the toy world: ``references`` maps instruction -> answer.
 
-    Prefers the output equal (whitespace-normalised) to the reference answer; when both or
-    neither are, it answers "m" (position 1), a deliberate position bias that judging both orders
-    turns into a tie. An unknown instruction or prompt is a backend error (HTTP 500).
+    Prefers the output of higher :func:`oracle_rank`: the world's answer over anything else, and on a
+    benign request any answer over a refusal or an empty output. Between outputs of equal rank it
+    answers "m" (position 1), a deliberate position bias that judging both orders turns into a tie.
+    An unknown instruction or prompt is a backend error (HTTP 500).
     """
     from ..winrate import parse_alpaca_prompt
 
-    refs = {_norm(k): _norm(v) for k, v in references.items()}
+    refs = {_norm(k): v for k, v in references.items()}
 
     def script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
         parsed = parse_alpaca_prompt(str(messages[-1].get("content") or "")) if messages else None
@@ -120,6 +141,6 @@ def oracle_judge_script(
         ref = refs.get(_norm(instruction))
         if ref is None:
             raise ValueError(f"oracle judge: no reference answer for instruction {instruction[:60]!r}")
-        return "M" if _norm(out2) == ref and _norm(out1) != ref else "m"
+        return "M" if oracle_rank(out2, ref) > oracle_rank(out1, ref) else "m"
 
     return script

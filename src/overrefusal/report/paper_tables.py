@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from ..io import DataError, atomic_path
-from .tables import CI_HIGH, CI_LOW, N_SEEDS, method_sort_key
+from .tables import CI_HIGH, CI_LOW, N_SEEDS, SAFETY, method_sort_key
 
 PathLike = str | os.PathLike[str]
 NOT_RUN = "not run"
@@ -210,9 +210,12 @@ def cell_text(row: Mapping[str, Any], col: str, *, digits: int = 2) -> tuple[str
     return ours, paper, (EMPTY if math.isnan(d) else _num(d, digits, signed=True))
 
 
-def _header(table: PaperTable, missing: Sequence[str]) -> list[str]:
+def _header(table: PaperTable, missing: Sequence[str], safety: str | None = None) -> list[str]:
     lines = [f"{table.paper.upper()} {table.artifact}: {table.caption}",
              f"Paper values read from: {table.cited_from}. Each cell: ours [95% interval] / paper (ours − paper)."]
+    if safety is not None and SAFETY in table.columns.values():
+        # the paper's sets and ours may differ: the caption above is the paper's, this line is the run's
+        lines.append(f"Our Safety: the mean defense success rate over {safety} (eval.benchmarks).")
     if table.scale != 1.0:
         lines.append(f"The paper reports this table ×{table.scale:g}; its values are divided by that here.")
     if table.note:
@@ -223,10 +226,11 @@ def _header(table: PaperTable, missing: Sequence[str]) -> list[str]:
     return lines
 
 
-def to_markdown(table: PaperTable, df: pd.DataFrame, missing: Sequence[str], *, digits: int = 2) -> str:
+def to_markdown(table: PaperTable, df: pd.DataFrame, missing: Sequence[str], *, digits: int = 2,
+                safety: str | None = None) -> str:
     head = "| model | method | " + " | ".join(table.columns) + " | seeds | status |"
     rule = "|:---|:---|" + "---:|" * len(table.columns) + "---:|:---|"
-    lines = [f"> {x}" for x in _header(table, missing)] + ["", head, rule]
+    lines = [f"> {x}" for x in _header(table, missing, safety)] + ["", head, rule]
     for row in df.to_dict("records"):
         cells = []
         for c in table.columns:
@@ -247,10 +251,11 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
 
 
-def to_latex(table: PaperTable, df: pd.DataFrame, missing: Sequence[str], *, digits: int = 2) -> str:
+def to_latex(table: PaperTable, df: pd.DataFrame, missing: Sequence[str], *, digits: int = 2,
+             safety: str | None = None) -> str:
     """A booktabs tabular: per paper column, ours (with its interval), the paper's and Δ underneath."""
     n = len(table.columns)
-    lines = [f"% {latex_escape(x)}" for x in _header(table, missing)]
+    lines = [f"% {latex_escape(x)}" for x in _header(table, missing, safety)]
     lines += [r"\begin{tabular}{ll" + "c" * n + "r}", r"\toprule",
               "Model & Method & " + " & ".join(latex_escape(c) for c in table.columns) + r" & Seeds \\", r"\midrule"]
     for row in df.to_dict("records"):
@@ -265,8 +270,9 @@ def to_latex(table: PaperTable, df: pd.DataFrame, missing: Sequence[str], *, dig
 
 
 def write_paper_table(table: PaperTable, df: pd.DataFrame, missing: Sequence[str], csv_path: PathLike,
-                      md_path: PathLike, tex_path: PathLike) -> None:
-    for path, text in ((csv_path, df.to_csv(index=False)), (md_path, to_markdown(table, df, missing)),
-                       (tex_path, to_latex(table, df, missing))):
+                      md_path: PathLike, tex_path: PathLike, *, safety: str | None = None) -> None:
+    """``safety``: what this run's Safety averages (``benchmarks.safety_caption``), stated under the caption."""
+    for path, text in ((csv_path, df.to_csv(index=False)), (md_path, to_markdown(table, df, missing, safety=safety)),
+                       (tex_path, to_latex(table, df, missing, safety=safety))):
         with atomic_path(path) as tmp:
             Path(tmp).write_text(text, encoding="utf-8")
