@@ -1,5 +1,10 @@
 # Tables in DCR's layout (CSV + Markdown; means over seeds, per-seed rows beside them) and seaborn
 # figures, from every judged JSON.
+from overrefusal.benchmarks import safety_caption
+
+# What Safety averages: the harmful-suite entries of eval.benchmarks. A param of every rule whose output
+# shows Safety, so that its caption (report/*.rst) names the sets of this run, not of another.
+SAFETY_SETS = safety_caption(EVAL_BENCHMARKS)
 
 
 rule tables:
@@ -24,6 +29,7 @@ rule tables:
     params:
         summary=SUMMARY_REFS,
         bootstrap=config["eval"]["bootstrap"],  # a single run's capability interval, over its questions
+        safety=SAFETY_SETS,
     log:
         f"{LOGS}/report/tables.log",
     conda:
@@ -63,6 +69,8 @@ rule figure_compliance:
     output:
         png=report(f"{RESULTS}/figures/compliance_by_method.png", caption="../report/compliance_by_method.rst", category="Figures"),
         pdf=f"{RESULTS}/figures/compliance_by_method.pdf",
+    params:
+        safety=SAFETY_SETS,
     log:
         f"{LOGS}/report/figure_compliance.log",
     conda:
@@ -80,6 +88,8 @@ rule figure_safety_tradeoff:
     output:
         png=report(f"{RESULTS}/figures/safety_vs_overrefusal.png", caption="../report/safety_vs_overrefusal.rst", category="Figures"),
         pdf=f"{RESULTS}/figures/safety_vs_overrefusal.pdf",
+    params:
+        safety=SAFETY_SETS,
     log:
         f"{LOGS}/report/figure_safety_tradeoff.log",
     conda:
@@ -126,6 +136,7 @@ rule paper_tables:
         tables=list(PAPER_TABLES),
         method_kinds={m: config["methods"][m]["kind"] for m in METHODS},
         partial=config["paper_tables"]["partial"],
+        safety=SAFETY_SETS,
     log:
         f"{LOGS}/report/paper_tables.log",
     conda:
@@ -226,21 +237,31 @@ localrules:
     samples,
 
 
-# README blocks (<!-- results: <path> --> ... <!-- /results -->) re-rendered from this run's files:
-# `snakemake --cores all readme` after a run, so the README shows exactly what results/ holds.
-from overrefusal.report.readme import blocks as readme_blocks
+# The pages' blocks (<!-- results: <path> --> ... <!-- /results -->, README.md and docs/*.md) show the committed
+# copies in results/published/<name>/, which no run writes (overrefusal.report.readme). `snakemake readme` previews
+# the pages with this run's files, under results/<name>/readme/, and touches no tracked file; `snakemake publish`
+# is the one target that does: it copies this run's tables and figures there and renders the pages from them.
+from overrefusal.report.readme import PUBLISHED, pages as readme_pages, run_files as readme_run_files
 
-README_FILES = sorted({p for p, _ in readme_blocks(Path(workflow.basedir, "README.md").read_text())
-                       if p.startswith(f"{RESULTS}/")})
+if config["name"] == Path(PUBLISHED).name:
+    raise ValueError(f"name: {config['name']!r} is taken by {PUBLISHED}/, the committed copies; choose another name")
+
+README_PAGES = [p.relative_to(workflow.basedir).as_posix() for p in readme_pages(Path(workflow.basedir)) if p.is_file()]
+# What the pages show of this run, less the sweep's table, a target of its own: the preview keeps its
+# published body unless this tree holds a sweep.
+README_FILES = [f for f in readme_run_files(Path(workflow.basedir), config["name"])
+                if f not in set(rules.dcr_sweep.output)]
 
 
 rule readme:
     input:
         README_FILES,
     output:
-        f"{RESULTS}/readme_blocks.txt",
+        [f"{RESULTS}/readme/{page}" for page in README_PAGES],
     params:
-        readme=str(Path(workflow.basedir, "README.md")),
+        root=workflow.basedir,
+        pages=README_PAGES,
+        name=config["name"],
     log:
         f"{LOGS}/report/readme.log",
     conda:
@@ -252,11 +273,32 @@ rule readme:
         "../scripts/render_readme.py"
 
 
+rule publish:
+    input:
+        get_final_outputs(),
+    output:
+        f"{RESULTS}/published.txt",
+    params:
+        root=workflow.basedir,
+        pages=README_PAGES,
+        name=config["name"],
+    log:
+        f"{LOGS}/report/publish.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/publish.py"
+
+
 localrules:
     readme,
+    publish,
 
 
-# GPU memory of DCR's stage and of SFT for every GPU preset (README "Memory"): parameter counts from the
+# GPU memory of DCR's stage and of SFT for every GPU preset (docs/cluster.md, "Memory"): parameter counts from the
 # models' config.json dimensions, no download. Not part of `all`: `snakemake --cores 1 memory_estimate`.
 from overrefusal.config import preset_files
 

@@ -1,16 +1,17 @@
-"""Re-render the README's results blocks from this run's files (rule readme)."""
+"""Preview the README and docs pages with this run's files in place of the published copies (rule readme).
+
+The pages themselves are left as they are: they show results/published/, which only rule publish writes."""
 from pathlib import Path
 
 from overrefusal.io import atomic_path
-from overrefusal.report.readme import blocks, render
+from overrefusal.report.readme import blocks, preview
 from overrefusal.runtime import rule_context
 
 with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
-    readme = Path(smk.params.readme)
-    text = render(readme.read_text(encoding="utf-8"), readme.parent)
-    with atomic_path(readme) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    with atomic_path(smk.output[0]) as tmp:
-        tmp.write_text("".join(f"{p}\n" for p, _ in blocks(text)), encoding="utf-8")
-    log.info("rendered %d README blocks", len(blocks(text)))
+    root = Path(smk.params.root)
+    for page, out in zip(smk.params.pages, smk.output, strict=True):
+        text = preview((root / page).read_text(encoding="utf-8"), root, smk.params.name)
+        with atomic_path(out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        log.info("%s: %d blocks, previewed in %s", page, len(blocks(text)), out)
