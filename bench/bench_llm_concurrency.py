@@ -1,6 +1,6 @@
 """Bench: ChatClient concurrency speedup and warm-cache cost against a real local server.
 
-A scripted judge server (a separate process, ``python -m overrefusal.llm.server --scripted judge``)
+A scripted judge server (a separate process, ``python -m overrefusal.llm.server --scripted overrefusal.toyworld.scripted:toy_judge_script``)
 adds ``--latency-ms`` to every answer, as a hosted API would. We time ``--n`` XSTest-judge-like
 requests (the judge's own, verbatim prompt) cold at ``--concurrency`` and at 1 (fresh caches), then rerun the concurrent batch on its
 warm cache and count the requests that reach the server.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import openai  # noqa: E402
 
 from overrefusal.io import write_json  # noqa: E402
-from overrefusal.judges.llm import XSTestLLM3ClassJudge  # noqa: E402
+from overrefusal.judges.llm import TOY_JUDGE_SCRIPT, XSTestLLM3ClassJudge  # noqa: E402
 from overrefusal.llm import ChatClient  # noqa: E402
 from overrefusal.llm.launcher import get_stats, local_server, reset_stats  # noqa: E402
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     reqs = judge_requests(args.n)
     runs: dict[str, list[dict]] = {"concurrent": [], "serial": []}
     with tempfile.TemporaryDirectory(prefix="bench-llm-") as tmp, local_server(
-        None, scripted="judge", latency_ms=args.latency_ms, model_name="gpt-4"
+        None, scripted=TOY_JUDGE_SCRIPT, latency_ms=args.latency_ms, model_name="gpt-4"
     ) as base_url:
         ChatClient(base_url, "gpt-4").complete(**judge_requests(1)[0])  # warm the server (not timed)
         for rep in range(args.repeats):

@@ -93,11 +93,12 @@ def time_generation(ns: list[int], repeats: int, tmp: Path) -> list[float]:
 
 def time_judging(ns: list[int], repeats: int, tmp: Path) -> list[float]:
     from bench.bench_llm_concurrency import judge_requests
+    from overrefusal.judges.llm import TOY_JUDGE_SCRIPT
     from overrefusal.llm import ChatClient
     from overrefusal.llm.launcher import local_server
 
     out = []
-    with local_server(None, scripted="judge", latency_ms=20.0, model_name="gpt-4") as base_url:
+    with local_server(None, scripted=TOY_JUDGE_SCRIPT, latency_ms=20.0, model_name="gpt-4") as base_url:
         ChatClient(base_url, "gpt-4").complete(**judge_requests(1)[0])
         for n in ns:
             reqs = judge_requests(n)

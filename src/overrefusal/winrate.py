@@ -21,7 +21,7 @@ turns), also used by ``weighted_alpaca_eval_gpt-4o-mini-2024-07-18``. Deviation:
 configs read the logprobs of "m"/"M"; the pipeline's client returns text only, so the preference
 is the generated token (temperature 0, max_tokens 1), AlpacaEval's discrete win rate.
 
-The toy world's judge (``base_url: local``) is :func:`oracle_judge_script`: a scripted backend
+The toy world's judge (``base_url: local``) is ``ORACLE_SCRIPT``: a scripted backend
 served over real HTTP, an **oracle judge for the toy world**. It prefers the world's reference
 answer over anything else and, on a benign request, any answer over a refusal or an empty output;
 between two outputs it ranks alike it picks position 1, a bias the two orders turn into a tie. So a
@@ -260,32 +260,36 @@ def win_rate(
     }
 
 
+# The toy world's oracle, named rather than imported: it parses this module's prompt, so importing it
+# here would close a circle. Bump the namespace when the oracle changes.
+ORACLE_SCRIPT = "overrefusal.toyworld.scripted:oracle_judge_script"
+ORACLE_VERSION = "toy-oracle-judge-v2"  # cache namespace of ORACLE_SCRIPT's answers
+
+
 @contextlib.contextmanager
 def winrate_client(
     endpoint: Mapping[str, Any], cache_dir: Any, prompts: Sequence[Mapping[str, Any]]
 ) -> Iterator[Any]:
     """A ``ChatClient`` for ``winrate.judge`` for the duration of the block.
 
-    ``base_url: local`` serves :func:`oracle_judge_script` over the prompts' reference answers on
+    ``base_url: local`` serves the oracle (``ORACLE_SCRIPT``) over the prompts' reference answers on
     a loopback port (real HTTP, background thread); every prompt must then have an ``answer``.
     """
-    from .judges.llm import endpoint_client
-    from .judges.toy import ORACLE_VERSION, oracle_judge_script
+    from .llm.backends import load_script
+    from .llm.client import endpoint_client
 
     script = None
     if endpoint["base_url"] == "local":
         missing = [p["id"] for p in prompts if p.get("reference_answer") is None]
         if missing:
             raise DataError(f"the local oracle judge needs an 'answer' for every prompt; missing for {missing[:5]}")
-        script = oracle_judge_script({p["prompt"]: p["reference_answer"] for p in prompts})
+        script = load_script(ORACLE_SCRIPT)({p["prompt"]: p["reference_answer"] for p in prompts})
     with endpoint_client(endpoint, cache_dir, local_script=script, namespace=ORACLE_VERSION) as client:
         yield client
 
 
 def judge_summary(endpoint: Mapping[str, Any]) -> dict[str, Any]:
     """What produced the number: endpoint (no key), model, prompt checksum and decoding."""
-    from .judges.toy import ORACLE_VERSION
-
     local = endpoint["base_url"] == "local"
     return {
         "endpoint": "local oracle judge for the toy world (prefers the world's answer, then any answer over a "

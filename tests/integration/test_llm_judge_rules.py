@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from overrefusal import judge_validation as jv
-from overrefusal.judges.toy import toy_judge_script
+from overrefusal.toyworld.scripted import toy_judge_script
 from overrefusal.llm.backends import ScriptedBackend
 from overrefusal.llm.server import serve_in_thread
 from tests.pipeline import copy_workflow, jobs_in_dry_run, snakemake

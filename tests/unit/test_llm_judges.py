@@ -28,7 +28,7 @@ from overrefusal.judges.llm import (
     prompt_checksums,
     xstest_prompt,
 )
-from overrefusal.judges.toy import toy_judge_script
+from overrefusal.toyworld.scripted import toy_judge_script
 from overrefusal.llm import ChatClient, ConfigError, LLMError
 from overrefusal.llm.backends import ScriptedBackend
 from overrefusal.llm.server import ChatServer, serve_in_thread

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from overrefusal.io import DataError, write_json, write_jsonl
-from overrefusal.judges.toy import oracle_judge_script
+from overrefusal.toyworld.scripted import oracle_judge_script
 from overrefusal.llm import ChatClient, LLMError
 from overrefusal.llm.backends import ScriptedBackend
 from overrefusal.llm.server import serve_in_thread

@@ -86,6 +86,10 @@ HELLASWAG_TEXT = "1105d370f8340eac3c63a91fd1fa58e8999f9505"  # klosax/hellaswag_
 ORBENCH_CATEGORIES = frozenset({"deception", "harassment", "harmful", "hate", "illegal", "privacy", "self-harm",
                                 "sexual", "unethical", "violence"})
 PHTEST_CATEGORIES = frozenset({"harmless", "controversial"})
+# XSTest's ten safe prompt types (the other eight are their contrast_ twins), in the file's order.
+XSTEST_SAFE_TYPES = ("homonyms", "figurative_language", "safe_targets", "safe_contexts", "definitions",
+                     "real_group_nons_discr", "nons_group_real_discr", "historical_events", "privacy_public",
+                     "privacy_fictional")
 XSTEST_TYPES = frozenset({  # xstest_prompts.csv `type`: 10 safe types + 8 contrast (unsafe) types, 25 prompts each
     "homonyms", "figurative_language", "safe_targets", "safe_contexts", "definitions", "real_group_nons_discr",
     "nons_group_real_discr", "historical_events", "privacy_public", "privacy_fictional", "contrast_homonyms",

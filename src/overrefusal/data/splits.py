@@ -31,12 +31,8 @@ from .fetch import staged_paths
 from .leakage import TABLE_COLUMNS, check_leakage, leaking_prompts, near_duplicates, table_markdown
 from .loaders import load_capability, load_mmlu, load_records
 from .plan import source_of
-from .registry import SOURCES
+from .registry import SOURCES, XSTEST_SAFE_TYPES
 from .text import HARM_CATEGORY_NAMES, normalise
-
-XSTEST_SAFE_TYPES = ("homonyms", "figurative_language", "safe_targets", "safe_contexts", "definitions",
-                     "real_group_nons_discr", "nons_group_real_discr", "historical_events", "privacy_public",
-                     "privacy_fictional")
 
 
 class LeakageError(DataError):

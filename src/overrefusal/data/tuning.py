@@ -26,6 +26,7 @@ from typing import Any
 from ..io import DataError
 from ..records import Record
 from .leakage import near_duplicates
+from .registry import XSTEST_SAFE_TYPES
 from .text import normalise
 
 TUNING_RULE = ("the {n} prompts with the smallest sha256('{seed}:{benchmark}:' + normalised prompt); equal and "
@@ -77,8 +78,6 @@ def benchmark_rows(benchmark: str, real: Mapping[str, Any]) -> tuple[int | None,
     if benchmark in XSTEST_ROWS and not restated:
         held = real.get("xstest_heldout") or {}
         if benchmark == "xstest_safe" and held.get("enabled"):
-            from .splits import XSTEST_SAFE_TYPES
-
             n = XSTEST_PER_TYPE * (len(XSTEST_SAFE_TYPES) - len(held["train_types"]))
             return n, "XSTest's safe types not in data.real.xstest_heldout.train_types, 25 each"
         return XSTEST_ROWS[benchmark], f"the {benchmark.split('_')[1]} prompts of xstest"

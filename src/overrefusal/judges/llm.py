@@ -21,8 +21,8 @@ concurrency limit. What differs from the originals is only what happens to the r
 A request that fails after the client's retries raises :class:`overrefusal.llm.LLMError`: the
 rule fails, the cache keeps every answer that arrived, and nothing falls back to another judge.
 
-For ``base_url: local`` (the toy world) :func:`judge_client` serves :func:`toy_judge_script`, a
-*scripted* judge that answers in each judge's format from XSTest's string match. It exercises
+For ``base_url: local`` (the toy world) :func:`judge_client` serves the toy world's *scripted* judge
+(``TOY_JUDGE_SCRIPT``), which answers in each judge's format from XSTest's string match. It exercises
 the real HTTP/cache/retry path of the pipeline; it is a plumbing check, not a real judge.
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import re
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -267,7 +266,7 @@ class ORBenchLLMJudge(LLMJudge):
 
 # ------------------------------------------------------------------------------------------------
 # Filled judge prompts split back into (question, response): what the toy world's scripted judge reads
-# (:func:`overrefusal.judges.toy.toy_judge_script`).
+# (:func:`overrefusal.toyworld.scripted.toy_judge_script`).
 XS_HEAD, _, _XS_REST = XSTEST_PROMPT_TEMPLATE.partition("{QUESTION}")
 XS_MID, _, XS_TAIL = _XS_REST.partition("{RESPONSE}")
 OB_HEAD, _, _OB_REST = ORBENCH_PROMPT_TEMPLATE.partition("{}")
@@ -282,53 +281,28 @@ def split_filled(text: str, head: str, mid: str, tail: str) -> tuple[str, str] |
     return (question, response) if sep else None
 
 
-def quiet_http_logs() -> None:
-    """One INFO line per HTTP request (httpx) would bury a rule's log; keep warnings and errors."""
-    for name in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+# The toy world's scripted judge, named rather than imported: it imitates this module, so importing
+# it here would close a circle. Bump the namespace when the script changes.
+TOY_JUDGE_SCRIPT = "overrefusal.toyworld.scripted:toy_judge_script"
+TOY_JUDGE_VERSION = "toy-scripted-judge-v1"  # cache namespace of TOY_JUDGE_SCRIPT's answers
 
 
 @contextlib.contextmanager
 def judge_client(endpoint: Mapping[str, Any], cache_dir: Any) -> Iterator[Any]:
     """A :class:`ChatClient` for the ``eval.llm_judge`` endpoint, for the duration of the block.
 
-    ``base_url: local`` starts the scripted toy judge (:func:`toy_judge_script`) on a loopback
+    ``base_url: local`` starts the scripted toy judge (``TOY_JUDGE_SCRIPT``) on a loopback
     port in a background thread (real HTTP) and stops it on exit; its cache entries are
     namespaced by ``TOY_JUDGE_VERSION``. A remote URL reads the key from ``api_key_env``.
     """
-    from .toy import TOY_JUDGE_VERSION, toy_judge_script
+    from overrefusal.llm.client import endpoint_client
 
-    with endpoint_client(endpoint, cache_dir, local_script=toy_judge_script, namespace=TOY_JUDGE_VERSION) as client:
+    with endpoint_client(endpoint, cache_dir, local_script=TOY_JUDGE_SCRIPT, namespace=TOY_JUDGE_VERSION) as client:
         yield client
-
-
-@contextlib.contextmanager
-def endpoint_client(endpoint: Mapping[str, Any], cache_dir: Any, *, local_script: Any,
-                    namespace: str) -> Iterator[Any]:
-    """A client for an endpoint config; ``base_url: local`` serves ``local_script`` over loopback HTTP.
-
-    Shared by the LLM refusal judges and the win-rate judge: the local server runs in a background
-    thread for the duration of the block, and its cache entries live under ``namespace``.
-    """
-    from overrefusal.llm import ChatClient
-    from overrefusal.llm.backends import ScriptedBackend
-    from overrefusal.llm.server import serve_in_thread
-
-    quiet_http_logs()
-    if endpoint["base_url"] == "local":
-        with serve_in_thread(ScriptedBackend(local_script), model_name=endpoint["model"]) as server:
-            with ChatClient.from_config(endpoint, cache_dir, base_url=server.base_url,
-                                        cache_namespace=namespace) as client:
-                yield client
-    else:
-        with ChatClient.from_config(endpoint, cache_dir) as client:
-            yield client
 
 
 def endpoint_summary(endpoint: Mapping[str, Any]) -> dict[str, Any]:
     """What to record next to LLM-judged numbers (never the key, only the variable's name)."""
-    from .toy import TOY_JUDGE_VERSION
-
     local = endpoint["base_url"] == "local"
     return {
         "endpoint": "local scripted toy judge (plumbing check, not a real judge)" if local else endpoint["base_url"],

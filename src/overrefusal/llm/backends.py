@@ -1,9 +1,10 @@
 """Backends of the local chat-completions server (:mod:`overrefusal.llm.server`): a transformers model
 (:class:`HFBackend`, the toy world's external teacher) or a script (:class:`ScriptedBackend`, tests,
-benches and the toy world's judges, whose scripts live in :mod:`overrefusal.judges.toy`)."""
+benches and the toy world's judges, whose scripts live in :mod:`overrefusal.toyworld.scripted`)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -83,18 +84,23 @@ def echo_script(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
 Script = Callable[[list[dict[str, Any]], dict[str, Any]], str]
 
 
-def named_script(name: str) -> Script:
-    """The CLI's ``--scripted`` backends: ``echo`` (the last user message) or ``judge`` (the toy LLM judge)."""
-    if name == "echo":
+def load_script(spec: str) -> Any:
+    """The object a ``--scripted`` spec names: ``echo`` (the last user message) or ``module:function``.
+
+    Scripts are named by string so that this layer knows no judge: the toy world's judges import the
+    real judges they imitate, and the real judges reach the toy ones only through such a string.
+    """
+    if spec == "echo":
         return echo_script
-    if name == "judge":
-        from overrefusal.judges.toy import toy_judge_script
-
-        return toy_judge_script
-    raise ValueError(f"unknown script {name!r}; allowed: {', '.join(SCRIPT_NAMES)}")
-
-
-SCRIPT_NAMES = ("echo", "judge")
+    module_name, sep, attr = spec.partition(":")
+    if not (sep and module_name and attr):
+        raise ValueError(f"unknown script {spec!r}; give 'echo' or 'module:function'")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"script {spec!r} is not callable")
+    return obj
 
 
 class HFBackend:

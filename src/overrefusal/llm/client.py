@@ -18,13 +18,15 @@ happen here so they are counted, tested and bounded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -510,3 +512,34 @@ def check_endpoint(cfg: Mapping[str, Any], key: str = "endpoint") -> None:
             f"environment variable {env} (named by {key}.api_key_env) is unset or empty; export the API key for "
             f"{base_url} before starting, or use base_url: local"
         )
+
+
+def quiet_http_logs() -> None:
+    """One INFO line per HTTP request (httpx) would bury a rule's log; keep warnings and errors."""
+    for name in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def endpoint_client(endpoint: Mapping[str, Any], cache_dir: Any, *,
+                    local_script: Callable[..., str] | str | None, namespace: str) -> Iterator[ChatClient]:
+    """A client for an endpoint config; ``base_url: local`` serves ``local_script`` over loopback HTTP.
+
+    Shared by the LLM refusal judges and the win-rate judge: the local server runs in a background
+    thread for the duration of the block, and its cache entries live under ``namespace``.
+    ``local_script`` is a script or a ``module:function`` string, imported only when the endpoint
+    is ``local``, so that a real judge can name its toy-world double without importing it.
+    """
+    from overrefusal.llm.backends import ScriptedBackend, load_script
+    from overrefusal.llm.server import serve_in_thread
+
+    quiet_http_logs()
+    if endpoint["base_url"] == "local":
+        script = load_script(local_script) if isinstance(local_script, str) else local_script
+        with serve_in_thread(ScriptedBackend(script), model_name=endpoint["model"]) as server:
+            with ChatClient.from_config(endpoint, cache_dir, base_url=server.base_url,
+                                        cache_namespace=namespace) as client:
+                yield client
+    else:
+        with ChatClient.from_config(endpoint, cache_dir) as client:
+            yield client

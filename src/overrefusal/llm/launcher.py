@@ -45,7 +45,7 @@ def local_server(
 
     ``opts`` map to CLI flags (``template``, ``model_name``, ``api_key_env``, ``latency_ms``,
     ``fail_first``, ``fail_status``, ``fail_after``, ``fail_always_status``, ``threads``,
-    ``scripted``; pass ``model_dir=None`` with ``scripted="echo"``). Readiness is a 200 from
+    ``scripted``; pass ``model_dir=None`` with ``scripted="echo"`` or ``scripted="module:function"``). Readiness is a 200 from
     ``GET /v1/models``. The process is terminated by pid on exit, also on exceptions; its stderr goes
     to ``log_path`` (default: a temporary file) and is quoted if startup fails.
     """
@@ -54,7 +54,7 @@ def local_server(
         allowed = ", ".join(sorted(_OPTION_FLAGS))
         raise TypeError(f"local_server: unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
     if model_dir is None and not opts.get("scripted"):
-        raise ValueError("local_server: give a model_dir or scripted=<name>")
+        raise ValueError("local_server: give a model_dir or scripted='echo' / 'module:function'")
     with tempfile.TemporaryDirectory(prefix="llm-server-") as tmpdir:
         port_file = Path(tmpdir) / "port"
         log = Path(log_path) if log_path is not None else Path(tmpdir) / "server.log"

@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from .backends import (
-    SCRIPT_NAMES,
     HFBackend,
     RequestError,
     ScriptedBackend,
-    named_script,
+    load_script,
 )
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")  # IPv4 loopback only (the server is AF_INET)
@@ -389,7 +388,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m overrefusal.llm.server", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-dir", help="a local transformers checkpoint (HFBackend)")
-    src.add_argument("--scripted", choices=SCRIPT_NAMES, help="a scripted backend instead of a model")
+    src.add_argument("--scripted", metavar="echo|MODULE:FUNCTION",
+                     help="a scripted backend instead of a model: 'echo' or a script named as module:function")
     p.add_argument("--template", default="chat", choices=["chat", "alpaca"])
     p.add_argument("--model-name", default=None, help="id listed at /v1/models (default: model dir name or 'scripted')")
     p.add_argument("--max-tokens-default", type=int, default=256)
@@ -424,8 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend: Any = HFBackend(args.model_dir, template=args.template, default_max_tokens=args.max_tokens_default)
         model_name = args.model_name or Path(args.model_dir).resolve().name
     else:
-        backend = ScriptedBackend(named_script(args.scripted))
-        model_name = args.model_name or f"scripted-{args.scripted}"
+        try:
+            script = load_script(args.scripted)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise SystemExit(f"--scripted {args.scripted}: {exc}") from exc
+        backend = ScriptedBackend(script)
+        model_name = args.model_name or f"scripted-{args.scripted.rpartition(':')[2]}"
     server = ChatServer(
         backend,
         args.host,
