@@ -93,8 +93,8 @@ for _p in (REPO / "src", REPO):  # `python bench/gpu_check.py` on a machine wher
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-import yaml  # noqa: E402
 
+from overrefusal import presets  # noqa: E402
 from overrefusal.io import atomic_path, write_json  # noqa: E402
 from overrefusal.methods import KINDS  # noqa: E402
 from overrefusal.models.memory import (  # noqa: E402
@@ -125,32 +125,9 @@ class DoesNotFit(RuntimeError):
 # ---- presets ----
 
 
-def preset_files(name: str) -> list[str]:
-    """``overrefusal.config.preset_files``, copied because that module imports jsonschema, which the GPU
-    image lacks; a unit test holds the two equal."""
-    files = [f"config/presets/{name}.yaml"]
-    return ["config/presets/dcr.yaml", *files] if name.startswith("dcr_") else files
-
-
-def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``overrefusal.config.merge_config`` (Snakemake's ``--configfile`` merge), copied for the same reason."""
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            merge_config(base[k], v)
-        else:
-            base[k] = v
-    return base
-
-
 def load_preset(name: str, root: Path = REPO) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config.yaml with the preset's files merged over it, the preset's files alone)."""
-    cfg = yaml.safe_load((root / "config.yaml").read_text())
-    own: dict[str, Any] = {}
-    for f in preset_files(name):
-        layer = yaml.safe_load((root / f).read_text())
-        merge_config(cfg, layer)
-        merge_config(own, layer)
-    return cfg, own
+    return presets.load_preset(name, root)
 
 
 def config_dir(repo_id: str) -> Path:

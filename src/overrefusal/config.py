@@ -17,6 +17,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from .presets import merge_config, preset_files  # noqa: F401 - part of this module's interface
 from .methods import KINDS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -531,23 +532,6 @@ def _data_dir_errors(config: dict[str, Any], source: str) -> list[str]:
         return [(f"{source}: data.raw_dir: {raw!r} is not a directory (relative paths start at the working "
                 f"directory {Path.cwd()})")]
     return []
-
-
-def preset_files(name: str) -> list[str]:
-    """The ``--configfile`` list (relative to the workflow) that makes preset ``name``: a DCR model overlay
-    (``dcr_<model>``) goes over the shared recipe ``dcr.yaml``; any other preset is one file."""
-    files = [f"config/presets/{name}.yaml"]
-    return ["config/presets/dcr.yaml", *files] if name.startswith("dcr_") else files
-
-
-def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Snakemake's ``--configfile`` merge: nested mappings update, everything else replaces."""
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            merge_config(base[k], v)
-        else:
-            base[k] = v
-    return base
 
 
 def _intervention_errors(config: dict[str, Any], name: str, source: str) -> list[str]:

@@ -50,15 +50,25 @@ def test_every_committed_config_is_an_architecture_and_every_preset_model_has_on
 
 
 def test_preset_loading_equals_the_package_merge() -> None:
-    """gpu_check copies preset_files/merge_config (overrefusal.config needs jsonschema, absent on the GPU)."""
+    """gpu_check reads presets through overrefusal.presets, as Snakemake merges --configfile layers."""
     import yaml
 
     for name in gpu_check.PRESETS:
-        assert gpu_check.preset_files(name) == preset_files(name)
         cfg = yaml.safe_load((REPO / "config.yaml").read_text())
         for f in preset_files(name):
             merge_config(cfg, yaml.safe_load((REPO / f).read_text()))
         assert gpu_check.load_preset(name)[0] == cfg
+
+
+def test_presets_module_needs_no_jsonschema() -> None:
+    """The GPU image has no jsonschema: reading presets must not import the config validator."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['jsonschema'] = None; from overrefusal import presets; "
+            "import overrefusal.models.memory; print(presets.preset_files('dcr_qwen2.5-7b'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "config/presets/dcr.yaml" in out.stdout
 
 
 def test_plans_carry_the_presets_settings_and_the_estimates() -> None:

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..methods import KINDS
 
 GIB = 1024**3
@@ -150,20 +148,15 @@ def generation_memory(cfg: dict[str, Any], *, batch_size: int, prompt_tokens: in
 
 def preset_table(presets: Sequence[str], *, root: Path, tokens: int = 64, gpu_gib: float = 80.0) -> str:
     """Markdown: each preset's DCR stage and SFT memory against one ``gpu_gib`` GB GPU (hub models in
-    ARCHITECTURES). A preset is config.yaml under ``root`` with its files (``config.preset_files``) merged
+    ARCHITECTURES). A preset is config.yaml under ``root`` with its files (``presets.preset_files``) merged
     over it, as ``--configfile`` does."""
-    from ..config import merge_config, preset_files
+    from ..presets import load_preset
 
     rows = [("| preset | model | stage | trained (B) | optimiser | weights | grads | optimiser state | activations "
              f"| total (GiB) | fits {gpu_gib:g} GB |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     limit = gpu_gib * 1e9 / GIB
     for name in presets:
-        cfg = yaml.safe_load((root / "config.yaml").read_text())
-        own: dict[str, Any] = {}
-        for f in preset_files(name):
-            layer = yaml.safe_load((root / f).read_text())
-            merge_config(cfg, layer)
-            merge_config(own, layer)
+        cfg, own = load_preset(name, root)
         dcr, sft = cfg["dcr"], cfg["sft"]
         uses_dcr = any(KINDS[m["kind"]].dcr and m.get("enabled", True) for m in cfg["methods"].values())
         for spec in (own.get("models") or {}).values():  # the preset's own models, not config.yaml's toy one
