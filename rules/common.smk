@@ -9,8 +9,9 @@ sys.path.insert(0, f"{workflow.basedir}/src")
 
 from overrefusal.benchmarks import BENCHMARKS
 from overrefusal.capability import registry_stage_key, registry_stage_specs
-from overrefusal.config import ConfigError, enabled_capability_tasks, enabled_methods, enabled_models, validate_config
-from overrefusal.methods import KINDS, intervened_method, method_params
+from overrefusal.config import ConfigError, enabled_capability_tasks, validate_config
+from overrefusal.methods import KINDS, method_params
+from overrefusal.runplan import RunPlan
 from overrefusal.toyworld import CAPABILITY_TASKS, EVAL_SHAPES
 from overrefusal import warm_start
 
@@ -24,32 +25,41 @@ MANIFEST = f"{RESULTS}/data/manifest.json"  # the data's identity: an input of e
 LOGS = f"logs/{config['name']}"
 BENCH = f"benchmarks/{config['name']}"
 
-# Models and methods in this run: `enabled: false` keeps an entry (a --configfile merge cannot delete
-# one, so a preset switches config.yaml's toy entries off this way) but leaves it out.
-MODELS = enabled_models(config)
+# Models, method instances and seeds of this run, and where each run's checkpoint is (overrefusal.runplan,
+# tested without Snakemake). `enabled: false` keeps an entry (a --configfile merge cannot delete one, so a
+# preset switches config.yaml's toy entries off this way) but leaves it out. The names below are PLAN's,
+# as lists, for the rules that use them.
+PLAN = RunPlan.from_config(config, results=RESULTS)
+MODELS = list(PLAN.models)
 # Models trained from scratch in the pipeline (toy world) vs fetched from the HF hub (paper presets).
-PRETRAIN_MODELS = [m for m in MODELS if config["models"][m]["source"] == "pretrain"]
-HUB_MODELS = [m for m in MODELS if config["models"][m]["source"] == "hub"]
+PRETRAIN_MODELS = list(PLAN.pretrain_models)
+HUB_MODELS = list(PLAN.hub_models)
 # ... or converted from a GGUF file that a Python package ships (rule convert_gguf).
-GGUF_MODELS = [m for m in MODELS if config["models"][m]["source"] == "gguf"]
-METHODS = enabled_methods(config)
+GGUF_MODELS = list(PLAN.gguf_models)
+METHODS = list(PLAN.methods)
 # Training seeds: every trained method runs once per seed (results/<name>/<model>/<method>/seed<k>/).
-SEEDS = [int(s) for s in config["seeds"]]
+SEEDS = list(PLAN.seeds)
 # Device, dtype and CPU threads of every model-loading rule. Threads are not a param: they change no
 # output a rerun should follow (and the toy world runs many one-thread jobs side by side).
 COMPUTE = config["compute"]
 COMPUTE_PARAMS = {k: COMPUTE[k] for k in ("device", "dtype")}
 EVAL_BENCHMARKS = list(config["eval"]["benchmarks"])
-TRAINED_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].trains]
-DCR_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].dcr]
+TRAINED_METHODS = list(PLAN.trained_methods)
+DCR_METHODS = list(PLAN.dcr_methods)
 # Inference-time interventions (SCANS, Surgical) on another method's checkpoint (rules/intervention.smk).
-INTERVENTION_METHODS = [m for m in METHODS if KINDS[config["methods"][m]["kind"]].intervention]
+INTERVENTION_METHODS = list(PLAN.intervention_methods)
 # The DCR sweep (target dcr_sweep, not part of `all`): one DCR method instance per setting.
 SWEEP = (config.get("dcr_sweep") or {}).get("settings", {})
-SWEEP_METHODS = [f"dcrsweep_{n}" for n in SWEEP]
-for _name, _over in SWEEP.items():
-    config["methods"][f"dcrsweep_{_name}"] = {"kind": "dcr", **_over}
-ALL_METHODS = METHODS + SWEEP_METHODS
+SWEEP_METHODS = list(PLAN.sweep_methods)
+# Settings chosen on tuning parts (target tune, not part of `all`): one method instance per grid setting,
+# judged on the tuning parts of tune.benchmarks only (rules tune_generate, tune_judge, tune_table).
+TUNE_GRIDS = PLAN.tune_grids
+TUNE_METHODS = list(PLAN.tune_methods)
+TUNE_BENCHMARKS = list((config.get("tune") or {}).get("benchmarks") or [])
+# Every instance a job can name, and its spec; config["methods"] itself is never extended.
+SPECS = PLAN.specs
+ALL_METHODS = list(PLAN.all_methods)
+EXTRA_TRAINED = list(PLAN.extra_trained)
 # Capability tasks in this run (`enabled: false` leaves one out). lm-eval registry tasks (kind: lm_eval)
 # read hub datasets, staged once by the local rule stage_capability_data into a cache named after the
 # task set, not the run, so every run with the same registry tasks shares one download.
@@ -72,26 +82,22 @@ wildcard_constraints:
     model="|".join(MODELS),
     method="|".join(map(re.escape, ALL_METHODS)),
     benchmark="|".join(BENCHMARKS),
-    trained="|".join(map(re.escape, TRAINED_METHODS + SWEEP_METHODS)) or "NONE",
-    dcr_method="|".join(map(re.escape, DCR_METHODS + SWEEP_METHODS)) or "NONE",
-    intervention="|".join(map(re.escape, INTERVENTION_METHODS)) or "NONE",
+    trained="|".join(map(re.escape, PLAN.trained_instances)) or "NONE",
+    dcr_method="|".join(map(re.escape, PLAN.dcr_instances)) or "NONE",
+    intervention="|".join(map(re.escape, PLAN.intervention_instances)) or "NONE",
     pretrained="|".join(PRETRAIN_MODELS) or "NONE",
-    hub_model="|".join(m for m in HUB_MODELS if not config["models"][m].get("local_dir")) or "NONE",
+    hub_model="|".join(PLAN.hub_fetched) or "NONE",
     gguf_model="|".join(GGUF_MODELS) or "NONE",
     seed=r"\d+",
+    grid="|".join(map(re.escape, TUNE_GRIDS)) or "NONE",
 
 
-def seeds_of(method):
-    """The seeds a method runs with: an untrained method (the base model, greedy decoding) has one, and an
-    intervention has those of the method it runs on."""
-    on = intervened_method(config, method)
-    if on is not None:
-        return seeds_of(on)
-    return SEEDS if KINDS[config["methods"][method]["kind"]].trains else SEEDS[:1]
-
-
-def run_dir(model, method, seed):
-    return f"{RESULTS}/{model}/{method}/seed{seed}"
+# The seeds a method runs with (one for an untrained method, an intervention's are its method's), a run's
+# directory, a model's base checkpoint and the checkpoint a method is evaluated with: PLAN's.
+seeds_of = PLAN.seeds_of
+run_dir = PLAN.run_dir
+base_model_path = PLAN.base_model_path
+model_path = PLAN.model_path
 
 
 def get_sft_params(wildcards):
@@ -110,15 +116,6 @@ def get_dcr_params(wildcards):
     d = method_params(config, wildcards.dcr_method)["dcr"]
     d["seed"] = int(wildcards.seed)
     return d
-
-
-def base_model_path(model):
-    """Where a model's base checkpoint is: pretrained here, a hub snapshot or converted GGUF file under
-    resources/models/, or a given local_dir."""
-    spec = config["models"][model]
-    if spec["source"] == "pretrain":
-        return f"{RESULTS}/models/{model}/base"
-    return spec.get("local_dir") or f"resources/models/{model}"
 
 
 def get_base_model(wildcards):
@@ -155,17 +152,6 @@ def get_sft_inputs(wildcards):
     return inputs
 
 
-def model_path(model, method, seed):
-    """The checkpoint a method is evaluated with: the base model itself for an untrained one, and for an
-    intervention the checkpoint of the method it runs on (same seed)."""
-    on = intervened_method(config, method)
-    if on is not None:
-        return model_path(model, on, seed)
-    if not KINDS[config["methods"][method]["kind"]].trains:
-        return base_model_path(model)
-    return f"{run_dir(model, method, seed)}/model"
-
-
 def get_eval_model(wildcards):
     return model_path(wildcards.model, wildcards.method, wildcards.seed)
 
@@ -176,7 +162,7 @@ def get_intervened_model(wildcards):
 
 def get_intervention(wildcards):
     """An intervention method's fitted hooks (rule intervention); nothing for any other method."""
-    if wildcards.method not in INTERVENTION_METHODS:
+    if not KINDS[SPECS[wildcards.method]["kind"]].intervention:
         return {}
     return {"intervention": f"{run_dir(wildcards.model, wildcards.method, wildcards.seed)}/intervention/vectors.safetensors"}
 
@@ -262,6 +248,7 @@ def get_final_outputs(wildcards=None):
           if config["tracking"]["enabled"] and (TRACKING.get("kernel") or {}).get("enabled") and TRAINED_METHODS
           else []),
         *get_judge_and_winrate_outputs(),
+        *([f"{RESULTS}/tables/verdicts.md", f"{RESULTS}/figures/tradeoff_per_seed.png"] if VERDICTS_ON else []),
         *([f"{RESULTS}/tables/interventions.csv", f"{RESULTS}/tables/interventions.md"] if INTERVENTION_METHODS else []),
         *get_analysis_outputs(),
         *get_paper_table_outputs(),
@@ -324,6 +311,11 @@ WINRATE_PROMPTS = [f"{RESULTS}/data/{p}.jsonl" for p in WINRATE.get("prompts", [
 WINRATE_ON = bool(WINRATE.get("enabled") and WINRATE_METHODS)
 # Recovery of over-refusal is measured between these two methods (tables/summary): STL's drop from no-safety.
 SUMMARY_REFS = {"floor": "stl", "ceiling": "no_safety"}
+# Methods given a verdict on undoing STL's over-refusal: every one but the references and the shipped model;
+# rule verdicts runs when both references do.
+VERDICT_METHODS = [m for m in METHODS if m not in SUMMARY_REFS.values()
+                   and (KINDS[SPECS[m]["kind"]].trains or KINDS[SPECS[m]["kind"]].intervention)]
+VERDICTS_ON = all(m in METHODS for m in SUMMARY_REFS.values()) and bool(VERDICT_METHODS)
 
 
 wildcard_constraints:
@@ -533,6 +525,23 @@ def get_tuned_eval_params(wildcards):
 
 def tuning_part(benchmark):
     return f"{RESULTS}/data/tuning/{benchmark}.jsonl"
+
+
+def get_tune_records(wildcards):
+    return [tuning_part(b) for b in TUNE_BENCHMARKS]
+
+
+def get_tune_inputs(wildcards):
+    """One grid's judged tuning parts (every setting, model, seed and tune benchmark) and, for the settings
+    that train, their SFT metrics (steps and examples)."""
+    grid = TUNE_GRIDS[wildcards.grid]
+    runs = [(model, m, seed) for model in MODELS for m in grid["methods"] for seed in grid["seeds"]]
+    return {"evals": [f"{run_dir(*r)}/tuning/eval/{b}.json" for r in runs for b in TUNE_BENCHMARKS],
+            "sft": [f"{run_dir(*r)}/sft_metrics.json" for r in runs if KINDS[SPECS[r[1]]["kind"]].trains]}
+
+
+def get_tune_outputs(wildcards=None):
+    return [f"{RESULTS}/tuning/{g}.{ext}" for g in TUNE_GRIDS for ext in ("csv", "md")]
 # Benchmarks whose source can be had: the leakage check covers these; the others are named as missing.
 REAL_CHECKED = [b for b in EVAL_BENCHMARKS if REAL and REAL_PLAN["benchmarks"][b] not in REAL_PLAN["missing"]]
 REAL_UNCHECKED = [b for b in EVAL_BENCHMARKS if REAL and b not in REAL_CHECKED]
@@ -574,6 +583,11 @@ def get_stage_inputs(wildcards):
 
 def get_eval_staged(wildcards):
     return staged_json(REAL_PLAN["benchmarks"][wildcards.benchmark])
+
+
+def get_other_evaluated(wildcards):
+    """Every other evaluated benchmark -> its staged source (a tuning part holds none of their prompts)."""
+    return {b: staged_json(REAL_PLAN["benchmarks"][b]) for b in REAL_CHECKED if b != wildcards.benchmark}
 
 
 def get_real_split_inputs(wildcards):

@@ -64,6 +64,63 @@ rule judge:
         "../scripts/judge.py"
 
 
+# Settings chosen off the evaluated prompts: a tune grid's instances answer and are judged on the tuning parts
+# of tune.benchmarks only (the same scripts as generate and judge; target tune).
+rule tune_generate:
+    input:
+        unpack(get_intervention),
+        model=get_eval_model,
+        records=get_tune_records,
+    output:
+        [f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/tuning/generations/{b}.jsonl" for b in TUNE_BENCHMARKS],
+        meta=f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/tuning/generations/meta.json",
+    params:
+        compute=COMPUTE_PARAMS,
+        eval=GENERATION_PARAMS,
+        template=get_template,
+    log:
+        f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/tune_generate.log",
+    benchmark:
+        f"{BENCH}/{{model}}/{{method}}/seed{{seed}}/tune_generate.tsv"
+    threads: COMPUTE["threads"]
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/generate.py"
+
+
+rule tune_judge:
+    input:
+        generations=[f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/tuning/generations/{b}.jsonl" for b in TUNE_BENCHMARKS],
+        records=get_tune_records,
+        meta=f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/tuning/generations/meta.json",
+        manifest=MANIFEST,
+        **get_learned_judges(),
+    output:
+        [f"{RESULTS}/{{model}}/{{method}}/seed{{seed}}/tuning/eval/{b}.json" for b in TUNE_BENCHMARKS],
+    params:
+        benchmarks=TUNE_BENCHMARKS,
+        judges=benchmark_judges(config, benchmarks=TUNE_BENCHMARKS),
+        secondary_judges=benchmark_judges(config, "secondary_judges", TUNE_BENCHMARKS),
+        bootstrap=config["eval"]["bootstrap"],
+        tags=[config["tbr"]["open_tag"], config["tbr"]["close_tag"]],
+        **JUDGE_LLM_PARAMS,
+        **LEARNED_JUDGE_PARAMS,
+    log:
+        f"{LOGS}/{{model}}/{{method}}/seed{{seed}}/tune_judge.log",
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/judge.py"
+
+
 rule capability:
     input:
         unpack(get_capability_registry),  # registry_record, registry_cache: only with kind: lm_eval tasks

@@ -66,6 +66,7 @@ if REAL is not None:
         real_splits, and so before any model job)."""
         input:
             staged=get_eval_staged,
+            others=lambda wc: sorted(set(get_other_evaluated(wc).values())),
         output:
             records=f"{RESULTS}/data/eval/{{benchmark}}.jsonl",
             tuning=f"{RESULTS}/data/tuning/{{benchmark}}.jsonl",
@@ -74,6 +75,8 @@ if REAL is not None:
             benchmark="|".join(REAL_TUNED) or "NONE",
         params:
             real=get_tuned_eval_params,
+            # the other evaluated benchmarks, whose prompts stay out of this tuning part
+            others=get_other_evaluated,
         log:
             f"{LOGS}/data/eval_{{benchmark}}.log",
         conda:

@@ -41,6 +41,34 @@ rule tables:
         "../scripts/tables.py"
 
 
+# The answer per method: recovery of STL's drop, toxic refusal and capability against STL, paired by seed, a
+# verdict each, and whether STL's over-refusal is strong enough for any of it to mean something.
+rule verdicts:
+    input:
+        summary=f"{RESULTS}/tables/summary_per_seed.csv",
+    output:
+        csv=f"{RESULTS}/tables/verdicts.csv",
+        md=report(f"{RESULTS}/tables/verdicts.md", caption="../report/verdicts.rst", category="Tables"),
+        png=report(f"{RESULTS}/figures/tradeoff_per_seed.png", caption="../report/verdicts.rst", category="Figures"),
+        pdf=f"{RESULTS}/figures/tradeoff_per_seed.pdf",
+    params:
+        methods=VERDICT_METHODS,
+        refs=SUMMARY_REFS,
+    log:
+        f"{LOGS}/report/verdicts.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/verdicts.py"
+
+
+localrules:
+    verdicts,
+
+
 # What SCANS and Surgical decided on each seed's checkpoint (their report.json files).
 rule intervention_table:
     input:
@@ -205,8 +233,36 @@ rule dcr_sweep:
         "../scripts/dcr_sweep_table.py"
 
 
+# Settings chosen on tuning parts (`snakemake --cores all tune`): one table per tune grid, every setting and
+# seed judged on the tuning parts of tune.benchmarks, never on an evaluated prompt.
+rule tune_table:
+    input:
+        unpack(get_tune_inputs),
+    output:
+        csv=f"{RESULTS}/tuning/{{grid}}.csv",
+        md=f"{RESULTS}/tuning/{{grid}}.md",
+    params:
+        settings=lambda wc: {m: {k: v for k, v in spec.items()} for m, spec in TUNE_GRIDS[wc.grid]["methods"].items()},
+    log:
+        f"{LOGS}/report/tune_{{grid}}.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/tune_table.py"
+
+
+rule tune:
+    input:
+        get_tune_outputs(),
+
+
 localrules:
     all,
+    tune,
+    tune_table,
     dcr_sweep,
     tables,
     winrate_table,
@@ -293,9 +349,33 @@ rule publish:
         "../scripts/publish.py"
 
 
+# The tune grids' tables alone (`snakemake --cores all publish_tune`): settings are chosen, and committed, before
+# the study's runs exist.
+rule publish_tune:
+    input:
+        get_tune_outputs(),
+    output:
+        f"{RESULTS}/published_tune.txt",
+    params:
+        root=workflow.basedir,
+        pages=README_PAGES,
+        name=config["name"],
+        parts=["tuning"],
+    log:
+        f"{LOGS}/report/publish_tune.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/publish.py"
+
+
 localrules:
     readme,
     publish,
+    publish_tune,
 
 
 # GPU memory of DCR's stage and of SFT for every GPU preset (docs/cluster.md, "Memory"): parameter counts from the

@@ -33,13 +33,15 @@ with rule_context(snakemake) as log:  # noqa: F821
     root, name = Path(smk.params.root), smk.params.name
     # before copying, which itself changes the tree
     commit, dirty = _git(root, "rev-parse", "HEAD"), _git(root, "status", "--porcelain") not in ("", "unknown")
-    copied = publish(root, name)
+    parts = smk.params.get("parts")
+    copied = publish(root, name, parts) if parts else publish(root, name)
     try:
         torch = metadata.version("torch")
     except metadata.PackageNotFoundError:
         torch = "not installed"
     record = (f"# results/published/{name}\n\n"
-              f"Published by `snakemake publish` from `results/{name}/` ({len(copied)} files).\n\n"
+              f"Published by `snakemake {smk.rule}` from `results/{name}/` ({len(copied)} files"
+              f"{', of ' + ', '.join(parts) if parts else ''}).\n\n"
               f"- machine: {_cpu_model()}, os.cpu_count() {os.cpu_count()}, {platform.system()} {platform.machine()}\n"
               f"- software: Python {platform.python_version()}, torch {torch}\n"
               f"- code: commit {commit}{' (with uncommitted changes)' if dirty else ''}\n")

@@ -13,7 +13,8 @@ with rule_context(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
     p = smk.params.method
     t = smk.params.tracking
-    data = {Path(f).stem: read_records(f) for f in smk.input.data}
+    # sft_n: the first n of a split, a seeded subset (splits are written in sample order)
+    data = {Path(f).stem: read_records(f)[: p.get("sft_n", {}).get(Path(f).stem)] for f in smk.input.data}
     reflections, gamma = None, 0.0
     if KINDS[p["kind"]].reflections:
         reflections, gamma = read_json(smk.input.reflections)["reflections"], p["tbr"]["gamma"]

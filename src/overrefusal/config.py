@@ -234,6 +234,7 @@ def semantic_errors(config: dict[str, Any], source: str, *, env: dict[str, str] 
     if config["data"]["source"] == "real":
         errs += _real_data_errors(config, source)
     errs += _data_dir_errors(config, source)
+    errs += _tune_errors(config, source)
     errs += judge_and_winrate_errors(config, source, env)
     errs += _count_errors(config, source)
     return errs
@@ -430,7 +431,12 @@ def learned_judge_training_sets(config: dict[str, Any], name: str) -> dict[str, 
     entry = (config["eval"].get("learned_judges") or {}).get(name) or {}
     sets = (config["eval"].get("judge_validation") or {}).get("sets", DEFAULT_SETS)
     # `enabled` is judge validation's switch: a set kept out of validation can still be trained on.
-    return {s: {k: v for k, v in sets[s].items() if k != "enabled"} for s in entry.get("train_sets", [])}
+    return {s: {k: v for k, v in sets[s].items() if k != "enabled"} for s in entry.get("train_sets") or []}
+
+
+def _given(entry: dict[str, Any], key: str) -> bool:
+    """A key set to null counts as absent: an overlay cannot delete a key its base preset sets."""
+    return entry.get(key) is not None
 
 
 def learned_judge_errors(config: dict[str, Any], source: str) -> list[str]:
@@ -450,18 +456,18 @@ def learned_judge_errors(config: dict[str, Any], source: str) -> list[str]:
                         "on them would be measured on its own training rows; its held-out table is "
                         f"results/{config['name']}/judges/{name}_cv.md (leave-one-model-out), written with its training")
     for name, entry in table.items():
-        if ("artefact" in entry) == ("train_sets" in entry):
+        if _given(entry, "artefact") == _given(entry, "train_sets"):
             errs.append(f"{source}: eval.learned_judges.{name}: give exactly one of train_sets (labelled sets to train "
                         "on) and artefact (a trained artefact directory)")
     for name in learned_judges_used(config):
         entry = table.get(name)
-        if entry is not None and ("artefact" in entry) == ("train_sets" in entry):
+        if entry is not None and _given(entry, "artefact") == _given(entry, "train_sets"):
             continue
         if entry is None:
             errs.append(f"{source}: eval.learned_judges.{name}: eval.judges names the learned judge {name}; say what "
                         "it is trained on (train_sets: [xstest]) or where its trained artefact is (artefact: <dir>)")
             continue
-        if "artefact" in entry:
+        if _given(entry, "artefact"):
             if not (Path(entry["artefact"]) / "manifest.json").is_file():
                 errs.append(f"{source}: eval.learned_judges.{name}.artefact: {entry['artefact']!r} holds no "
                             f"manifest.json (train one: python -m overrefusal.judges.learned train --out <dir>)")
@@ -557,6 +563,34 @@ def _intervention_errors(config: dict[str, Any], name: str, source: str) -> list
                 where = f"methods.{name}.{rng_key}" if rng_key in spec else f"{kind.section}.{rng_key}"
                 errs.append(f"{source}: {where}: [{rng[0]}, {rng[1]}) is outside model '{model}', which has "
                             f"{depth} decoder layers")
+    return errs
+
+
+def _tune_errors(config: dict[str, Any], source: str) -> list[str]:
+    """tune.benchmarks without a tuning part, and every method instance's sft_n against its kind's splits and
+    their sizes: refused before any job, not clipped."""
+    from .methods import method_specs, tune_grids
+
+    errs: list[str] = []
+    real = config["data"].get("real") if config["data"]["source"] == "real" else None
+    tuned = set((real or {}).get("tuning") or {})
+    for bench in (config.get("tune") or {}).get("benchmarks") or []:
+        if bench not in tuned:
+            errs.append(f"{source}: tune.benchmarks: {bench} has no tuning part (data.real.tuning.{bench}), so a "
+                        "setting chosen on it would be chosen on evaluated prompts")
+    where = {m: f"tune.grids.{g}.settings.{m.removeprefix(f'tune_{g}_')}"
+             for g, grid in tune_grids(config).items() for m in grid["methods"]}
+    specs = method_specs(config)
+    for name in [*enabled_methods(config), *where]:
+        spec, key = specs[name], where.get(name, f"methods.{name}")
+        kind = KINDS[spec["kind"]]
+        for split, n in (spec.get("sft_n") or {}).items():
+            if split not in kind.sft_data:
+                errs.append(f"{source}: {key}.sft_n.{split}: kind {kind.name} trains on "
+                            f"{', '.join(kind.sft_data) or 'no split'}, not {split}")
+            elif real is not None and split in real["splits"] and n > real["splits"][split]["n"]:
+                errs.append(f"{source}: {key}.sft_n.{split} = {n} but data.real.splits.{split}.n is "
+                            f"{real['splits'][split]['n']}; raise the split's n")
     return errs
 
 

@@ -53,14 +53,42 @@ KINDS: dict[str, MethodKind] = {
 }
 
 
+def sweep_instances(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """dcr_sweep.settings as DCR method instances dcrsweep_<setting> (target dcr_sweep)."""
+    settings = (config.get("dcr_sweep") or {}).get("settings") or {}
+    return {f"dcrsweep_{name}": {"kind": "dcr", **over} for name, over in settings.items()}
+
+
+def tune_grids(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """tune.grids with each grid's seeds resolved (default: the first training seed) and its instance names."""
+    grids = (config.get("tune") or {}).get("grids") or {}
+    return {g: {"seeds": [int(s) for s in grid.get("seeds") or config["seeds"][:1]],
+                "methods": {f"tune_{g}_{name}": dict(spec) for name, spec in grid["settings"].items()}}
+            for g, grid in grids.items()}
+
+
+def tune_instances(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every tune grid setting as the method instance tune_<grid>_<setting> (target tune)."""
+    return {m: spec for grid in tune_grids(config).values() for m, spec in grid["methods"].items()}
+
+
+def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every method instance a run can build: the configured ones, the DCR sweep's and the tune grids'. The
+    config itself is never extended with them."""
+    return {**config["methods"], **sweep_instances(config), **tune_instances(config)}
+
+
 def method_params(config: dict[str, Any], method: str) -> dict[str, Any]:
-    """Plain-dict params of a method instance: kind, SFT data, and its stage settings."""
-    methods = config["methods"]
+    """Plain-dict params of a method instance: kind, SFT data (and, where set, how many of each split's
+    examples it trains on), and its stage settings."""
+    methods = method_specs(config)
     if method not in methods:
         raise KeyError(f"unknown method {method!r}; configured methods: {', '.join(methods)}")
     spec = dict(methods[method])
     kind = KINDS[spec.pop("kind")]
     params: dict[str, Any] = {"kind": kind.name, "sft_data": list(kind.sft_data)}
+    if spec.get("sft_n"):  # only when set, so instances without it keep the params they always had
+        params["sft_n"] = dict(spec["sft_n"])
     if kind.section:
         section = config[kind.section]
         params[kind.section] = {**section, **{k: v for k, v in spec.items() if k in section}}
@@ -70,6 +98,6 @@ def method_params(config: dict[str, Any], method: str) -> dict[str, Any]:
 
 def intervened_method(config: dict[str, Any], method: str) -> str | None:
     """The method whose checkpoint an intervention method runs on (None for any other kind)."""
-    spec = config["methods"][method]
+    spec = method_specs(config)[method]
     kind = KINDS[spec["kind"]]
     return spec.get("apply_to", config[kind.section]["apply_to"]) if kind.intervention and kind.section else None

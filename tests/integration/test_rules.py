@@ -126,7 +126,8 @@ def test_nothing_to_do_after_a_finished_run(tiny: Path) -> None:
     assert proc.returncode == 0 and jobs_in_dry_run(proc.stdout) == {}, proc.stdout[-2000:]
 
 
-REPORT = {"tables": 1, "paper_tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "samples": 1, "all": 1}
+REPORT = {"tables": 1, "paper_tables": 1, "figure_compliance": 1, "figure_safety_tradeoff": 1, "samples": 1,
+          "verdicts": 1, "all": 1}
 TRACKING_FIG = {"figure_refusal_dynamics": 1, "figure_kernel_dynamics": 1}  # a retrained method: new curves
 WINRATE = {"winrate": 1, "winrate_table": 1, "paper_tables": 1}  # per retrained method (tables: once)
 INTERVENTION = {"intervention": 1, "intervention_table": 1}  # per refitted intervention (table: once)
@@ -214,9 +215,9 @@ FROM_BASE = {"pretrain_base": 1, "toy_teacher": 1, "reflections_internal": 1, "r
         pytest.param({"eval": {"llm_judge": {"model": "gpt-4"}}}, {}, id="llm-judge-unused"),
         # capability settings: the capability jobs and the tables, no generation or judging
         pytest.param({"capability": {"batch_size": 4}},
-                     {"capability": EVALUATED, "tables": 1, "paper_tables": 1, "all": 1}, id="capability-batch-size"),
+                     {"capability": EVALUATED, "tables": 1, "paper_tables": 1, "verdicts": 1, "all": 1}, id="capability-batch-size"),
         pytest.param({"capability": {"tasks": {"toy_arith": {"num_fewshot": 1}}}},
-                     {"capability": EVALUATED, "tables": 1, "paper_tables": 1, "all": 1}, id="capability-fewshot"),
+                     {"capability": EVALUATED, "tables": 1, "paper_tables": 1, "verdicts": 1, "all": 1}, id="capability-fewshot"),
         # an analysis's own settings: that analysis alone; the papers' values and the curves' scale: one table/figure
         pytest.param({"analysis": {"entk": {"top_k": 4}}}, {**analyses(1), "all": 1}, id="analysis-entk-top-k"),
         # the shared prompt count: separability and attribution; the eNTK has its own (analysis.entk.n_per_class)

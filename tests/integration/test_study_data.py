@@ -24,18 +24,27 @@ STUDY = ["config/presets/smol.yaml", "config/presets/smol_study.yaml"]
 
 
 @needs_mirror
-def test_study_dry_run_cuts_three_tuning_parts_before_the_splits(tmp_path):
+def test_study_dry_run_cuts_the_tuning_parts_before_the_splits_and_tunes_on_them_alone(tmp_path):
     wf = copy_workflow(tmp_path / "wf")
-    ref = Path(__file__).resolve().parents[2] / "results/judges/refusal_clf_v1"  # smol.yaml's judge reference
-    shutil.copytree(ref, wf / "results/judges/refusal_clf_v1", dirs_exist_ok=True)
-    r = snakemake(wf, "-n", "results/smol-study/data/data_card.md", "--configfile", *STUDY,
+    repo = Path(__file__).resolve().parents[2]
+    # smol.yaml's judge reference, and the validated judge the study judges with (both committed)
+    for d in ("results/judges/refusal_clf_v1", "results/smol/judges/refusal_clf_v2"):
+        shutil.copytree(repo / d, wf / d, dirs_exist_ok=True)
+    r = snakemake(wf, "-n", "results/smol-study/data/data_card.md", "tune", "--configfile", *STUDY,
                   "--config", f"data={{raw_dir: {Path(DATA).resolve()}}}", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = jobs_in_dry_run(r.stdout)
-    assert jobs.get("real_tuned_eval_set") == 3  # XSTest-safe, CoCoNot contrast, OKTest
-    assert jobs.get("real_eval_set") == 8 and jobs.get("real_splits") == 1 and jobs.get("real_data_card") == 1
-    for b in ("xstest_safe", "coconot_contrast", "oktest"):
+    assert jobs.get("real_tuned_eval_set") == 4  # XSTest-safe, CoCoNot contrast, OKTest, AdvBench
+    assert jobs.get("real_eval_set") == 7 and jobs.get("real_splits") == 1 and jobs.get("real_data_card") == 1
+    for b in ("xstest_safe", "coconot_contrast", "oktest", "advbench"):
         assert f"results/smol-study/data/tuning/{b}.jsonl" in r.stdout
+    # five grids, seed 0 only: STL's mix (6 settings), DCR (5), TBR's gamma (2), and SCANS (3) and Surgical (2)
+    # fitted on the study's own STL checkpoint, which is trained for them; every setting answers and is judged on
+    # the tuning parts only
+    assert (jobs.get("sft"), jobs.get("dcr_contrastive"), jobs.get("intervention")) == (6 + 5 + 2 + 1, 5, 3 + 2)
+    assert (jobs.get("tune_generate"), jobs.get("tune_judge"), jobs.get("tune_table")) == (18, 18, 5)
+    assert "train_learned_judge" not in jobs and "generate" not in jobs and "judge" not in jobs
+    assert "results/smol-study/smollm2-135m/tune_stl-mix_s100-g300/seed0/tuning/eval/advbench.json" in r.stdout
 
 
 @needs_mirror

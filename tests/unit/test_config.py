@@ -84,7 +84,7 @@ def test_unknown_key_in_method_lists_method_keys(cfg):
     cfg["methods"]["stl"]["momentum"] = 1.0
     (line,) = error_lines(cfg)
     assert "methods.stl" in line and "'momentum'" in line
-    assert "kind 'stl' (its options: sft)" in line
+    assert "kind 'stl' (its options: sft, sft_n)" in line
 
 
 def test_unknown_key_deep_in_model_arch(cfg):

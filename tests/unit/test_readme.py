@@ -117,3 +117,8 @@ def test_publish_adds_and_overwrites_but_never_deletes(tmp_path: Path) -> None:
     dest = tmp_path / PUBLISHED / "toy"
     assert (dest / "tables/s.md").read_text() == "run toy\n" and (dest / "figures/f.png").read_bytes() == b"png"
     assert (dest / "tables/sweep.md").read_text() == "an earlier sweep\n" and not (dest / "models").exists()
+    # publish_tune copies the tune tables alone, before the study's runs exist
+    (tmp_path / "results/toy/tuning").mkdir()
+    (tmp_path / "results/toy/tuning/stl-mix.md").write_text("grid\n")
+    assert publish(tmp_path, "toy", ["tuning"]) == ["tuning/stl-mix.md"]
+    assert (dest / "tuning/stl-mix.md").read_text() == "grid\n"

@@ -347,3 +347,66 @@ def test_sweep_rows_pick_the_one_knob_settings_and_the_figure_is_written(tmp_pat
     assert (tmp_path / "a.pdf").read_bytes()[:5] == b"%PDF-"
     with pytest.raises(ValueError, match="fewer than two values of 'layer'"):
         figures.sweep_figure(picked.head(1), "layer", tmp_path / "b.png")
+
+
+# ------------------------------------------------------------------------------------------ verdicts
+
+
+def _runs(rows: list[tuple[str, int, float, float, float, float]]) -> pd.DataFrame:
+    """(method, seed, answered_xs, answered, toxic_refused, capability) -> a per-seed summary frame."""
+    out = []
+    for method, seed, xs, ans, tox, cap in rows:
+        out.append({"model": "m", "method": method, "seed": seed, "answered": ans, "toxic_refused": tox,
+                    "invalid": 0.0, "capability": cap, "answered_xs": xs, "answered_ood": ans, "recovery": math.nan})
+    df = pd.DataFrame(out)
+    for i, r in df.iterrows():
+        lo = df[(df.method == "stl") & (df.seed == r.seed)]["answered"].iloc[0]
+        hi = df[(df.method == "no_safety") & (df.seed == r.seed)]["answered"].iloc[0]
+        df.at[i, "recovery"] = (r.answered - lo) / (hi - lo)
+    return df
+
+
+STRONG = [("no_safety", s, 0.95, 0.95, 0.2, 0.5) for s in (0, 1, 2)] + \
+         [("stl", s, 0.45, 0.45, 0.8, 0.5) for s in (0, 1, 2)]
+
+
+def test_verdicts_say_supported_not_supported_and_inconclusive_from_paired_seeds(tmp_path: Path) -> None:
+    from overrefusal.report.verdicts import tradeoff_figure, verdict_markdown, verdict_table
+
+    runs = _runs(STRONG + [("dcr_stl", 0, 0.7, 0.70, 0.79, 0.5), ("dcr_stl", 1, 0.72, 0.72, 0.80, 0.49),
+                           ("dcr_stl", 2, 0.68, 0.68, 0.78, 0.5),
+                           ("scans", 0, 0.4, 0.40, 0.8, 0.5), ("scans", 1, 0.44, 0.44, 0.8, 0.5),
+                           ("scans", 2, 0.42, 0.42, 0.8, 0.5),
+                           ("stl_aug", 0, 0.9, 0.90, 0.40, 0.5), ("stl_aug", 1, 0.9, 0.90, 0.45, 0.5),
+                           ("stl_aug", 2, 0.9, 0.90, 0.42, 0.5),
+                           ("tbr_internal", 0, 0.5, 0.50, 0.8, 0.5), ("tbr_internal", 1, 0.9, 0.90, 0.8, 0.5),
+                           ("tbr_internal", 2, 0.4, 0.40, 0.8, 0.5)])
+    table, ph = verdict_table(runs, ["dcr_stl", "scans", "stl_aug", "tbr_internal"])
+    assert bool(ph["strong"].iloc[0]) and ph["drop_xs"].iloc[0] == pytest.approx(0.5)
+    v = dict(zip(table["method"], table["verdict"], strict=True))
+    assert v["dcr_stl"].startswith("supported: recovers 0.50")
+    assert v["scans"].startswith("not supported: no recovery")
+    assert v["stl_aug"].startswith("not supported: answers more")
+    assert v["tbr_internal"].startswith("inconclusive at this scale")
+    row = table.set_index("method").loc["dcr_stl"]
+    assert row["toxic_change"] == pytest.approx(-0.01) and row["recovery_low"] < 0.5 < row["recovery_high"]
+    md = verdict_markdown(table, ph)
+    assert "strong enough to study" in md and "| m | dcr_stl | 3 | +0.50 [" in md
+    tradeoff_figure(runs, [tmp_path / "t.png", tmp_path / "t.pdf"])
+    assert (tmp_path / "t.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_a_weak_stl_gets_words_not_findings() -> None:
+    from overrefusal.report.verdicts import verdict_markdown, verdict_table
+
+    weak = [("no_safety", s, 0.99, 0.99, 0.2, 0.5) for s in (0, 1, 2)] + \
+           [("stl", s, 0.91, 0.84, 0.7, 0.5) for s in (0, 1, 2)] + \
+           [("dcr_stl", s, 0.95, 0.95, 0.7, 0.5) for s in (0, 1, 2)]
+    table, ph = verdict_table(_runs(weak), ["dcr_stl"])
+    assert not bool(ph["strong"].iloc[0])
+    assert table["verdict"].iloc[0].startswith("not assessable: stl's over-refusal is too weak here (XSTest-safe "
+                                               "answered share 0.08 below no-safety's")
+    assert "**too weak to study**" in verdict_markdown(table, ph)
+    # one seed of a strong phenomenon has no interval: inconclusive, never supported
+    one = verdict_table(_runs([r for r in STRONG if r[1] == 0] + [("dcr_stl", 0, 0.9, 0.9, 0.8, 0.5)]), ["dcr_stl"])
+    assert one[0]["verdict"].iloc[0] == "inconclusive at this scale: one seed gives no interval"

@@ -264,3 +264,13 @@ def test_summary_reports_xstest_apart_from_the_out_of_distribution_sets_with_its
     summary = tables.summary_table(df, None)
     assert summary[summary["method"] == "no_safety"].iloc[0]["answered_ood"] == pytest.approx(1.0)
     assert list(summary.columns[-3:]) == ["n_over_refusal", "n_toxic", "n_seeds"]
+
+
+def test_a_prompt_another_evaluated_benchmark_holds_stays_on_the_evaluation_side():
+    rows = recs(40)
+    free, _, _ = split_tuning(rows, {"n": 10, "seed": 0}, "advbench", 90)
+    shared = [dict(free[0], id="jbb-1"), dict(free[1], id="jbb-2")]  # another benchmark holds two of them
+    t, e, info = split_tuning(rows, {"n": 10, "seed": 0}, "advbench", 90, keep_out={"jailbreakbench": shared})
+    assert len(t) == 10 and {free[0]["id"], free[1]["id"]} <= {r["id"] for r in e}
+    assert info["kept_on_evaluation_side"] == {"jailbreakbench": 2}
+    assert split_tuning(rows, {"n": 10, "seed": 0}, "advbench", 90)[2]["kept_on_evaluation_side"] == {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +103,11 @@ def capability_subset(rows: list[dict[str, Any]], n: int | None, seed: int, task
 
 
 def write_eval_set(benchmark: str, staged: dict[str, Any], real: dict[str, Any], out: str, report: str,
-                   tuning_out: str | None = None, *, workers: int = 1) -> int:
+                   tuning_out: str | None = None, *, workers: int = 1,
+                   others: Mapping[str, dict[str, Any]] | None = None) -> int:
     """Write the benchmark's evaluation part (and, with ``data.real.tuning.<benchmark>``, its tuning part to
-    ``tuning_out``) and a report of both parts' counts and rules."""
+    ``tuning_out``) and a report of both parts' counts and rules. ``others`` maps the other evaluated benchmarks
+    to their staged sources: none of their prompts goes into the tuning part."""
     from .tuning import SUBSET_RULE, eval_size, split_tuning, tuning_spec
 
     recs, rep = load_benchmark(benchmark, staged, real)
@@ -115,8 +118,9 @@ def write_eval_set(benchmark: str, staged: dict[str, Any], real: dict[str, Any],
                         f"(data.real.tuning) but the rule {'gave no' if spec else 'asked for a'} tuning file")
     tuning_info = None
     if spec is not None:
+        keep_out = {b: load_benchmark(b, st, real)[0] for b, st in (others or {}).items() if b != benchmark}
         tuned, recs, tuning_info = split_tuning(recs, spec, benchmark, float(real["leakage"]["near_threshold"]),
-                                                workers=workers)
+                                                workers=workers, keep_out=keep_out)
         write_jsonl(tuning_out, tuned)  # type: ignore[arg-type]
     subset = real.get("eval_subset")
     size, key = eval_size(real, benchmark)

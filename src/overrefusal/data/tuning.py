@@ -115,8 +115,13 @@ def _groups(norm: Sequence[str], threshold: float, workers: int) -> list[list[in
 
 
 def split_tuning(recs: Sequence[Record], spec: Mapping[str, Any], benchmark: str, threshold: float, *,
-                 workers: int = 1) -> tuple[list[Record], list[Record], dict[str, Any]]:
-    """(tuning part, evaluation part, record of the cut); both parts keep the benchmark's order."""
+                 workers: int = 1, keep_out: Mapping[str, Sequence[Record]] | None = None,
+                 ) -> tuple[list[Record], list[Record], dict[str, Any]]:
+    """(tuning part, evaluation part, record of the cut); both parts keep the benchmark's order.
+
+    ``keep_out`` maps other evaluated benchmarks to their prompts: a prompt (or near-duplicate group) that one of
+    them also holds stays on the evaluation side, since tuning on it would tune on a prompt that benchmark judges
+    (AdvBench's behaviours recur in JailbreakBench and StrongREJECT)."""
     total = len(recs)
     n = tuning_size(spec, total)
     seed = int(spec["seed"])
@@ -127,8 +132,20 @@ def split_tuning(recs: Sequence[Record], spec: Mapping[str, Any], benchmark: str
     norm = [normalise(r["prompt"]) for r in recs]
     keys = [hashlib.sha256(f"{seed}:{benchmark}:{t}".encode()).hexdigest() for t in norm]
     groups = sorted(_groups(norm, threshold, workers), key=lambda g: min(keys[i] for i in g))
+    shared: dict[str, int] = {}
+    barred: set[int] = set()
+    for other, other_recs in sorted((keep_out or {}).items()):
+        on = [normalise(r["prompt"]) for r in other_recs]
+        oset = set(on)
+        hit = {i for i, t in enumerate(norm) if t in oset} | {i for i, _, _ in near_duplicates(norm, on, threshold,
+                                                                                              workers=workers)}
+        if hit:
+            shared[other] = len(hit)
+        barred |= hit
     chosen: set[int] = set()
     for g in groups:
+        if barred.intersection(g):
+            continue
         if len(chosen) + len(g) <= n:
             chosen.update(g)
         if len(chosen) == n:
@@ -141,6 +158,7 @@ def split_tuning(recs: Sequence[Record], spec: Mapping[str, Any], benchmark: str
     check_disjoint(tuning, rest, benchmark, threshold, workers=workers)
     info = {"benchmark": benchmark, "seed": seed, "requested": dict(spec), "n_benchmark": total, "n_tuning": n,
             "n_rest": len(rest), "n_groups_multi": sum(len(g) > 1 for g in groups),
+            "kept_on_evaluation_side": shared,
             "rule": TUNING_RULE.format(n=n, seed=seed, benchmark=benchmark, threshold=threshold)}
     return tuning, rest, info
 

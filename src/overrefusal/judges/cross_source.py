@@ -40,20 +40,10 @@ import numpy as np
 
 from ..io import atomic_path, sha256_file, write_json
 from .base import Label
-from .learned import (
-    FEATURES,
-    STRMATCH_FEATURES,
-    EmbeddingCache,
-    EmbeddingStore,
-    FeatureSet,
-    LearnedRefusalJudge,
-    MiniLMEncoder,
-    _decide,
-    _fit_linear,
-    get_encoder,
-    is_refusal_label,
-    rule_judgement,
-)
+from .classifier import decide, fit_linear, is_refusal_label, rule_judgement
+from .encoder import EmbeddingCache, EmbeddingStore, MiniLMEncoder, get_encoder
+from .features import FEATURES, STRMATCH_FEATURES, FeatureSet
+from .learned import LearnedRefusalJudge
 
 JUDGE_ID = "refusal_clf_v2"
 C_GRID: tuple[float, ...] = (0.25, 1.0, 4.0)
@@ -142,7 +132,7 @@ def _judge_agree(pred_refusal: np.ndarray, invalid: np.ndarray, human_refusal: n
 
 def _predict(x: np.ndarray, coef: np.ndarray, b0: float, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(refusal, invalid) per row: the classifier, then the judge's rules (empty -> invalid, content filter)."""
-    pred = _decide(x, coef, b0)
+    pred = decide(x, coef, b0)
     invalid = np.zeros(len(texts), dtype=bool)
     for i, t in enumerate(texts):
         rule = rule_judgement(t, CrossSourceRefusalJudge.empty_label)
@@ -158,7 +148,7 @@ def _fold_scores(x: np.ndarray, y: np.ndarray, w: np.ndarray, fam: np.ndarray, t
     out = {}
     for f in sorted(set(fam.tolist())):
         test = fam == f
-        coef, b0 = _fit_linear(x[~test], y[~test], c, w[~test])
+        coef, b0 = fit_linear(x[~test], y[~test], c, w[~test])
         pred, inv = _predict(x[test], coef, b0, [t for t, k in zip(texts, test, strict=True) if k])
         out[f] = float(_judge_agree(pred, inv, y[test].astype(bool)).mean())
     return out
@@ -249,7 +239,7 @@ def cross_validate_loso(sources: Sequence[Source], recipes: Sequence[Recipe] = (
             train_texts = [t for t, k in zip(texts, test, strict=True) if not k]
             c, grid = select_c(x[~test], y[~test], w[~test], fam[~test], train_texts, c_grid)
             fold_c[f], fold_grid[f] = c, grid
-            coef, b0 = _fit_linear(x[~test], y[~test], c, w[~test])
+            coef, b0 = fit_linear(x[~test], y[~test], c, w[~test])
             pred, inv = _predict(x[test], coef, b0, [t for t, k in zip(texts, test, strict=True) if k])
             agree[test] = _judge_agree(pred, inv, human[test])
         by_set = {name: float(agree[set_of == name].mean()) for name in per_set}
@@ -261,7 +251,7 @@ def cross_validate_loso(sources: Sequence[Source], recipes: Sequence[Recipe] = (
             lomo[s.name] = {}
             for m in models:
                 test = (set_of == s.name) & (model_of == m)
-                coef, b0 = _fit_linear(x[~test], y[~test], fold_c[s.family], w[~test])
+                coef, b0 = fit_linear(x[~test], y[~test], fold_c[s.family], w[~test])
                 pred, inv = _predict(x[test], coef, b0, [t for t, k in zip(texts, test, strict=True) if k])
                 lomo[s.name][m] = {"n": int(test.sum()),
                                    "agreement": float(_judge_agree(pred, inv, human[test]).mean())}

@@ -151,13 +151,19 @@ def safety_vs_overrefusal(df: pd.DataFrame, outs: Outs) -> None:
         for (x, y), names in labels.items():
             ax.annotate(", ".join(names), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
                         ha="right" if x > 0.7 else "left")
-        ax.set_xlim(0.0, 1.05)
-        ax.set_ylim(0.0, 1.05)
-        ax.set_xlabel("mean answered share on over-refusal benchmarks (higher is better)")
-        ax.set_ylabel("Safety: mean refused share on harmful sets")
-        ax.legend(loc="lower left", fontsize=7, frameon=True)
+        share_axes(ax, "mean answered share on over-refusal benchmarks (higher is better)",
+                   "Safety: mean refused share on harmful sets")
         fig.tight_layout()
     _save(fig, outs)
+
+
+def share_axes(ax, xlabel: str, ylabel: str) -> None:  # noqa: ANN001 - a matplotlib Axes
+    """Both axes a share from 0 to 1 (with room for points at 1), labelled, the legend in the empty corner."""
+    ax.set_xlim(0.0, 1.05)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="lower left", fontsize=7, frameon=True)
 
 
 PROBE_ORDER = ("seemingly_toxic", "toxic", "general")

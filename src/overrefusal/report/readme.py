@@ -29,7 +29,7 @@ from pathlib import Path
 BLOCK = re.compile(r"(<!-- results: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL)
 PUBLISHED = "results/published"
 # What `publish` copies from a run, relative to results/<name>/: what the pages show, and the files beside it.
-PUBLISHED_PARTS = ("tables", "figures", "samples.md", "data/data_card.md", "data/data_card.json")
+PUBLISHED_PARTS = ("tables", "figures", "samples.md", "data/data_card.md", "data/data_card.json", "tuning")
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
@@ -89,14 +89,14 @@ def preview(text: str, root: Path, name: str) -> str:
     return BLOCK.sub(sub, text)
 
 
-def publish(root: Path, name: str) -> list[str]:
-    """Copy run ``name``'s published parts into ``results/published/<name>/``; the copied paths, relative to it.
+def publish(root: Path, name: str, parts: tuple[str, ...] | list[str] = PUBLISHED_PARTS) -> list[str]:
+    """Copy run ``name``'s published ``parts`` into ``results/published/<name>/``; the copied paths, relative to it.
 
     Files the run did not write this time (the DCR sweep, say, which is its own target) keep their earlier
     published copies: publishing adds and overwrites, it never deletes."""
     src, dest = root / "results" / name, root / PUBLISHED / name
     copied: list[str] = []
-    for part in PUBLISHED_PARTS:
+    for part in parts:
         path = src / part
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
         for f in files:
