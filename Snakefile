@@ -29,6 +29,12 @@ rule all:
     default_target: True
 
 
+# Settings chosen on tuning parts, every tune grid's table (rules tune_generate, tune_judge, tune_table)
+rule tune:
+    input:
+        get_tune_outputs(),
+
+
 # Local runs: script jobs fork from one interpreter that has imported torch and transformers once
 # (overrefusal.warm_start; OVERREFUSAL_WARM_START=0 switches it off).
 onstart:

@@ -540,6 +540,11 @@ def get_tune_inputs(wildcards):
             "sft": [f"{run_dir(*r)}/sft_metrics.json" for r in runs if KINDS[SPECS[r[1]]["kind"]].trains]}
 
 
+def get_tune_settings(wildcards):
+    """A tune grid's settings (instance -> spec) as plain dicts: the columns of its table."""
+    return {m: dict(spec) for m, spec in TUNE_GRIDS[wildcards.grid]["methods"].items()}
+
+
 def get_tune_outputs(wildcards=None):
     return [f"{RESULTS}/tuning/{g}.{ext}" for g in TUNE_GRIDS for ext in ("csv", "md")]
 # Benchmarks whose source can be had: the leakage check covers these; the others are named as missing.
@@ -588,6 +593,10 @@ def get_eval_staged(wildcards):
 def get_other_evaluated(wildcards):
     """Every other evaluated benchmark -> its staged source (a tuning part holds none of their prompts)."""
     return {b: staged_json(REAL_PLAN["benchmarks"][b]) for b in REAL_CHECKED if b != wildcards.benchmark}
+
+
+def get_other_staged(wildcards):
+    return sorted(set(get_other_evaluated(wildcards).values()))
 
 
 def get_real_split_inputs(wildcards):

@@ -66,7 +66,7 @@ if REAL is not None:
         real_splits, and so before any model job)."""
         input:
             staged=get_eval_staged,
-            others=lambda wc: sorted(set(get_other_evaluated(wc).values())),
+            others=get_other_staged,
         output:
             records=f"{RESULTS}/data/eval/{{benchmark}}.jsonl",
             tuning=f"{RESULTS}/data/tuning/{{benchmark}}.jsonl",

@@ -242,7 +242,7 @@ rule tune_table:
         csv=f"{RESULTS}/tuning/{{grid}}.csv",
         md=f"{RESULTS}/tuning/{{grid}}.md",
     params:
-        settings=lambda wc: {m: {k: v for k, v in spec.items()} for m, spec in TUNE_GRIDS[wc.grid]["methods"].items()},
+        settings=get_tune_settings,
     log:
         f"{LOGS}/report/tune_{{grid}}.log",
     conda:
@@ -252,11 +252,6 @@ rule tune_table:
         runtime=10,
     script:
         "../scripts/tune_table.py"
-
-
-rule tune:
-    input:
-        get_tune_outputs(),
 
 
 localrules:

@@ -66,8 +66,10 @@ def test_study_data_holds_no_evaluated_prompt_in_the_contrastive_split(tmp_path)
         if b in real["tuning"]:  # what rule real_tuned_eval_set passes (rules/common.smk, get_tuned_eval_params)
             tuning[b] = str(tmp_path / "tuning" / f"{b}.jsonl")
             over.update(tuning={b: real["tuning"][b]}, leakage={"near_threshold": real["leakage"]["near_threshold"]})
+        # and, for a tuned benchmark, every other evaluated benchmark's source (get_other_evaluated)
+        others = {o: staged[p["benchmarks"][o]] for o in benches if o != b} if b in tuning else None
         written[b] = write_eval_set(b, staged[p["benchmarks"][b]], over, evals[b], str(tmp_path / f"{b}.json"),
-                                    tuning.get(b))
+                                    tuning.get(b), others=others)
     assert written == {"xstest_safe": 150, "coconot_contrast": 303, "oktest": 240, "orbench_hard": 500, "phtest": 500,
                        "xstest_unsafe": 200, "advbench": 100, "harmbench": 100, "jailbreakbench": 100,
                        "maliciousinstruct": 100, "strongreject": 100}
