@@ -35,6 +35,17 @@ rule tune:
         get_tune_outputs(),
 
 
+rule publish_tune:
+    input:
+        get_published_tune(),
+
+
+localrules:
+    all,
+    tune,
+    publish_tune,
+
+
 # Local runs: script jobs fork from one interpreter that has imported torch and transformers once
 # (overrefusal.warm_start; OVERREFUSAL_WARM_START=0 switches it off).
 onstart:

@@ -547,6 +547,24 @@ def get_tune_settings(wildcards):
 
 def get_tune_outputs(wildcards=None):
     return [f"{RESULTS}/tuning/{g}.{ext}" for g in TUNE_GRIDS for ext in ("csv", "md")]
+
+
+def get_tune_grid_parts(wildcards):
+    """What publishing one grid copies, relative to the run's results."""
+    return [f"tuning/{wildcards.grid}.{ext}" for ext in ("csv", "md")]
+
+
+def get_tune_grid_record(wildcards):
+    """Where publishing one grid records the machine and commit, beside its table (not the study's record)."""
+    return f"tuning/{wildcards.grid}.published.md"
+
+
+def get_tune_grid_tables(wildcards):
+    return [f"{RESULTS}/{part}" for part in get_tune_grid_parts(wildcards)]
+
+
+def get_published_tune(wildcards=None):
+    return [f"{RESULTS}/published_tune/{g}.txt" for g in TUNE_GRIDS]
 # Benchmarks whose source can be had: the leakage check covers these; the others are named as missing.
 REAL_CHECKED = [b for b in EVAL_BENCHMARKS if REAL and REAL_PLAN["benchmarks"][b] not in REAL_PLAN["missing"]]
 REAL_UNCHECKED = [b for b in EVAL_BENCHMARKS if REAL and b not in REAL_CHECKED]

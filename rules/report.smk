@@ -255,8 +255,6 @@ rule tune_table:
 
 
 localrules:
-    all,
-    tune,
     tune_table,
     dcr_sweep,
     tables,
@@ -344,20 +342,22 @@ rule publish:
         "../scripts/publish.py"
 
 
-# The tune grids' tables alone (`snakemake --cores all publish_tune`): settings are chosen, and committed, before
-# the study's runs exist.
-rule publish_tune:
+# One tune grid's table (`snakemake --cores all publish_tune` for every grid): settings are chosen, and committed,
+# before the study's runs exist, and grid by grid, since the DCR and intervention grids run on the STL that the
+# stl-mix grid chose (`.../published_tune/<grid>.txt` publishes one).
+rule publish_tune_grid:
     input:
-        get_tune_outputs(),
+        get_tune_grid_tables,
     output:
-        f"{RESULTS}/published_tune.txt",
+        f"{RESULTS}/published_tune/{{grid}}.txt",
     params:
         root=workflow.basedir,
         pages=README_PAGES,
         name=config["name"],
-        parts=["tuning"],
+        parts=get_tune_grid_parts,
+        record=get_tune_grid_record,
     log:
-        f"{LOGS}/report/publish_tune.log",
+        f"{LOGS}/report/publish_tune_{{grid}}.log",
     conda:
         "../envs/report.yaml"
     resources:
@@ -370,7 +370,7 @@ rule publish_tune:
 localrules:
     readme,
     publish,
-    publish_tune,
+    publish_tune_grid,
 
 
 # GPU memory of DCR's stage and of SFT for every GPU preset (docs/cluster.md, "Memory"): parameter counts from the

@@ -1,5 +1,9 @@
 """One analysis (eNTK, separability or token attribution) of every checkpoint it compares, on every analysed
 training seed (rule analysis)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal import analysis
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.models.loading import load_model, load_tokenizer

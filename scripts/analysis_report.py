@@ -1,4 +1,8 @@
 """Table and figure of one analysis over every model (rule analysis_report)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import read_json
 from overrefusal.report.analyses import FIGURES, TABLES
 from overrefusal.report.tables import write_table

@@ -2,6 +2,10 @@
 tasks read offline from the datasets cache that rule stage_capability_data filled."""
 from pathlib import Path
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal import interventions
 from overrefusal.capability import run_capability
 from overrefusal.io import read_json, write_json

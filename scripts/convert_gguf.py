@@ -1,4 +1,8 @@
 """Convert a GGUF model file into a transformers checkpoint (rule convert_gguf)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import write_json
 from overrefusal.models.gguf import convert_gguf
 from overrefusal.runtime import rule_context

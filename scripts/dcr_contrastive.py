@@ -1,4 +1,8 @@
 """DCR's contrastive refinement stage (rule dcr_contrastive), with refusal tracking."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.dcr import DCRConfig, train_dcr
 from overrefusal.io import write_json
 from overrefusal.provenance import model_dir_provenance, rule_provenance

@@ -1,5 +1,9 @@
 """DCR's sweep: each setting's claims (answered, toxic refusal, capability, recovery) over seeds, and the
 one-knob ℓ sweep as a figure (rule dcr_sweep)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.report.figures import note_figure, sweep_figure, sweep_rows
 from overrefusal.report.tables import sweep_table, write_table
 from overrefusal.runtime import rule_context

@@ -3,9 +3,13 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "0"  # this rule is the one place that goes online; set before the import
 
-from overrefusal.io import write_json  # noqa: E402
-from overrefusal.models.hub import fetch_hub_model  # noqa: E402
-from overrefusal.runtime import rule_context  # noqa: E402
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
+from overrefusal.io import write_json
+from overrefusal.models.hub import fetch_hub_model
+from overrefusal.runtime import rule_context
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 with rule_context(smk) as log:

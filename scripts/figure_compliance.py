@@ -1,4 +1,8 @@
 """Compliance per over-refusal benchmark and Safety, per method (rule figure_compliance)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.report.figures import compliance_by_method
 from overrefusal.report.tables import collect
 from overrefusal.runtime import rule_context

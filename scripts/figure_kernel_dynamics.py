@@ -1,5 +1,9 @@
 """DCR's kernel curves during DCR and SFT, one panel per method, and their first/last-step table
 (rule figure_kernel_dynamics)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import read_json
 from overrefusal.report.analyses import kernel_dynamics_table
 from overrefusal.report.figures import kernel_dynamics

@@ -1,4 +1,8 @@
 """Refusal probability (or log-odds) during DCR and SFT, one panel per method (rule figure_refusal_dynamics)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import read_json
 from overrefusal.report.figures import refusal_dynamics
 from overrefusal.runtime import rule_context

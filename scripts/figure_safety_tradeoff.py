@@ -1,4 +1,8 @@
 """Safety against mean over-refusal compliance, one point per method (rule figure_safety_tradeoff)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.report.figures import safety_vs_overrefusal
 from overrefusal.report.tables import collect
 from overrefusal.runtime import rule_context

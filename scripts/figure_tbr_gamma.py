@@ -1,6 +1,10 @@
 """TBR's γ sweep: the claims against the reflected proportion, per reflection source (rule figure_tbr_gamma)."""
 import pandas as pd
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.report.figures import sweep_figure
 from overrefusal.runtime import rule_context
 

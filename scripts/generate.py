@@ -2,6 +2,10 @@
 import contextlib
 from pathlib import Path
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal import interventions
 from overrefusal.generate import generate
 from overrefusal.io import write_json

@@ -1,4 +1,8 @@
 """Fit SCANS steering vectors or Surgical's false-refusal direction on a checkpoint (rule intervention)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal import interventions
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.models.loading import load_model, load_tokenizer

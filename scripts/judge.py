@@ -2,6 +2,10 @@
 import contextlib
 from pathlib import Path
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.judges import get_judge, is_llm_judge
 from overrefusal.judges.llm import endpoint_summary, judge_client

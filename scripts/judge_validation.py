@@ -1,4 +1,8 @@
 """Agreement of the string-match judges with the human labels of each labelled set (rule judge_validation)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.judge_validation import CONFUSION_COLUMNS, run_validation, to_markdown, write_table
 from overrefusal.judges import get_judge
 from overrefusal.runtime import rule_context

@@ -1,6 +1,10 @@
 """The GPU presets' memory estimate for DCR's stage and SFT (rule memory_estimate)."""
 from pathlib import Path
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import atomic_path
 from overrefusal.models.memory import preset_table
 from overrefusal.runtime import rule_context

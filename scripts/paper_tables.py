@@ -1,4 +1,8 @@
 """Each paper table in its paper's layout beside the paper's values (rule paper_tables)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.report.paper_tables import load_paper_values, paper_layout, read_ours, write_paper_table
 from overrefusal.runtime import rule_context
 

@@ -1,4 +1,8 @@
 """Pretrain the tiny base model from scratch (rule pretrain_base)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import read_jsonl, write_json
 from overrefusal.models.loading import load_tokenizer
 from overrefusal.models.pretrain import pretrain

@@ -1,6 +1,10 @@
 """Write the run's data card, Markdown + JSON (rule real_data_card)."""
 from pathlib import Path
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.data.card import write_card
 from overrefusal.runtime import rule_context
 

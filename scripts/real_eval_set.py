@@ -1,4 +1,8 @@
 """Write one evaluation benchmark from its staged source (rule real_eval_set)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.data.splits import write_eval_set
 from overrefusal.io import read_json
 from overrefusal.runtime import rule_context

@@ -1,6 +1,10 @@
 """Build the curated training splits from real data and check leakage (rule real_splits)."""
 from pathlib import Path
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.data.splits import build_splits
 from overrefusal.runtime import rule_context
 

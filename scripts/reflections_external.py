@@ -1,6 +1,10 @@
 """TBR external reflections from an OpenAI-compatible teacher, cached and retried (rule reflections_external)."""
 import contextlib
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import write_json
 from overrefusal.llm import ChatClient
 from overrefusal.llm.launcher import local_server

@@ -1,4 +1,8 @@
 """TBR internal reflections: the model being aligned reasons about each safety prompt (rule reflections_internal)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import write_json
 from overrefusal.records import read_records
 from overrefusal.reflect import filter_reflections, internal_reflections

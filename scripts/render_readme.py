@@ -3,6 +3,10 @@
 The pages themselves are left as they are: they show results/published/, which only rule publish writes."""
 from pathlib import Path
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import atomic_path
 from overrefusal.report.readme import blocks, preview
 from overrefusal.runtime import rule_context

@@ -1,4 +1,8 @@
 """A seeded sample of judged generations beside the tables (rule samples)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import atomic_path
 from overrefusal.report.samples import sample_rows, samples_markdown
 from overrefusal.runtime import rule_context

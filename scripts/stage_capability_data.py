@@ -6,9 +6,13 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "0"
 os.environ["HF_DATASETS_OFFLINE"] = "0"
 
-from overrefusal.capability import stage_registry_tasks  # noqa: E402
-from overrefusal.io import write_json  # noqa: E402
-from overrefusal.runtime import rule_context  # noqa: E402
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
+from overrefusal.capability import stage_registry_tasks
+from overrefusal.io import write_json
+from overrefusal.runtime import rule_context
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 with rule_context(smk) as log:

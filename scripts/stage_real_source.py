@@ -5,10 +5,14 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 if smk.params.stage["download"]:  # downloads need the hub online; everything after staging runs offline
     os.environ["HF_HUB_OFFLINE"] = "0"
 
-from overrefusal.data.fetch import stage_source  # noqa: E402
-from overrefusal.data.registry import get_source  # noqa: E402
-from overrefusal.io import write_json  # noqa: E402
-from overrefusal.runtime import rule_context  # noqa: E402
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
+from overrefusal.data.fetch import stage_source
+from overrefusal.data.registry import get_source
+from overrefusal.io import write_json
+from overrefusal.runtime import rule_context
 
 with rule_context(smk) as log:
     st = smk.params.stage

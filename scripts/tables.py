@@ -2,6 +2,10 @@
 
 Cells are means over seeds with intervals across seeds; the per-seed rows go to *_per_seed.csv.
 """
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.report.tables import (
     capability_table, collect, main_table, outcome_table, summary_table, write_table,
 )

@@ -1,4 +1,8 @@
 """Teach the toy world's external teacher (GPT-4's role) to write safety reflections (rule toy_teacher)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import write_json
 from overrefusal.provenance import model_dir_provenance, rule_provenance
 from overrefusal.records import read_records

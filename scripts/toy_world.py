@@ -1,4 +1,8 @@
 """Generate the toy world's splits (rule toy_world)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.runtime import rule_context
 from overrefusal.toyworld.files import write_world
 

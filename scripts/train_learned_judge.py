@@ -3,6 +3,10 @@
 refusal_clf_v1: leave-one-model-out on the sets it trains on; refusal_clf_v2: leave-one-source-out."""
 from pathlib import Path
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import sha256_file
 from overrefusal.judges import cross_source, learned
 from overrefusal.provenance import rule_provenance

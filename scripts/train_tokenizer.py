@@ -1,4 +1,8 @@
 """Train the toy world's word-level tokenizer on every text the world contains (rule train_tokenizer)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.models.tokenizer import train_tokenizer, world_texts
 from overrefusal.runtime import rule_context
 

@@ -1,6 +1,10 @@
 """Per method: recovery of STL's drop, toxic refusal and capability against STL, and a verdict (rule verdicts)."""
 import pandas as pd
 
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import atomic_path
 from overrefusal.report.verdicts import tradeoff_figure, verdict_markdown, verdict_table
 from overrefusal.runtime import rule_context

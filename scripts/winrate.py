@@ -1,4 +1,8 @@
 """AlpacaEval-style win rate of one method against the reference, both orders judged (rule winrate)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.io import read_jsonl, sha256_file, write_json
 from overrefusal.provenance import rule_provenance
 from overrefusal.runtime import rule_context

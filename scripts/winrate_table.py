@@ -1,4 +1,8 @@
 """Win rate of every method against the reference, as CSV and Markdown (rule winrate_table)."""
+from overrefusal.warm_start import enter_job
+
+enter_job()
+
 from overrefusal.report.tables import winrate_table, write_table
 from overrefusal.runtime import rule_context
 

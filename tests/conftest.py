@@ -1,5 +1,13 @@
 """Shared pytest fixtures. Each helper keeps its fixtures in its own delimited section."""
 
+import os as _os
+
+# The toy run goes on beside the other tests (tests/e2e/toy_run.py), so more threads want the cores than
+# there are. OpenMP's default spin-wait then burns the time slices a waiting thread's partner needs (a 2-thread
+# torch loop beside one busy process: 8.0 s spinning, 4.4 s passive, 2.5 s alone; alone passive costs 10%).
+# The wait policy changes no result, only how threads wait; every subprocess inherits it.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # ---- BEGIN tiny model fixtures (owner: DCR module; shared by tests that need a loadable HF model) ----
 # A character-level tokenizer and a 4-block random Llama, saved once per session in HF format, so any
 # stage that does `AutoTokenizer/AutoModelForCausalLM.from_pretrained(model_dir)` can run on it in
@@ -70,3 +78,22 @@ def tiny_model_dir(tmp_path_factory):
     make_tiny_tokenizer().save_pretrained(path)
     return str(path)
 # ---- END tiny model fixtures ----
+
+
+# ---- BEGIN the toy world's run beside the other tests (owner: e2e; tests/e2e/toy_run.py) ----
+def pytest_collection_modifyitems(session, config, items):
+    """The e2e tests run last, so that their toy run, started with the session, overlaps every other test."""
+    e2e = [item for item in items if item.get_closest_marker("e2e")]
+    if e2e and len(e2e) < len(items):
+        items[:] = [item for item in items if not item.get_closest_marker("e2e")] + e2e
+
+
+@_tiny_pytest.fixture(scope="session", autouse=True)
+def _toy_run_beside_the_other_tests(request, tmp_path_factory):
+    from tests.e2e import toy_run
+
+    if any(item.get_closest_marker("e2e") for item in request.session.items):
+        toy_run.start(tmp_path_factory)
+    yield
+    toy_run.stop()
+# ---- END the toy world's run ----

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from jsonschema.exceptions import ValidationError
 
 from .presets import merge_config, preset_files  # noqa: F401 - part of this module's interface
 from .methods import KINDS
+from .settings import properties
+from .stage_settings import SECTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -26,9 +29,17 @@ SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
 @functools.cache
 def load_schema() -> dict[str, Any]:
-    """The config schema, read once (treat as read-only)."""
+    """The config schema, read once (treat as read-only). The stage sections' keys (``$defs.dcr``, ``.scans``,
+    ``.surgical``, ``.sft``) come from their settings dataclasses, their one home; the file holds the rest."""
     with SCHEMA.open() as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    for name, cls in SECTIONS.items():
+        if "properties" in schema["$defs"][name]:
+            raise ValueError(f"{SCHEMA}: $defs.{name} declares properties; they are generated from {cls.__name__}")
+        schema["$defs"][name]["properties"] = properties(cls)
+        # the section itself needs every key; a method instance overrides some
+        schema["properties"][name]["required"] = [f.name for f in fields(cls)] + sorted(cls.CONSUMED_ELSEWHERE)
+    return schema
 
 
 def kind_options(schema: dict[str, Any]) -> dict[str, set[str]]:

@@ -27,8 +27,8 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,9 +39,9 @@ from torch.utils.data import BatchSampler, WeightedRandomSampler
 
 from overrefusal.io import atomic_dir
 from overrefusal.prompting import TEMPLATES, render_prompt
+from overrefusal.stage_settings import OPTIMIZERS, POOLINGS, DCRConfig  # their home: config validation reads them
 
 Pooling = Literal["last", "mean"]
-POOLINGS: tuple[str, ...] = ("last", "mean")
 
 # Label convention shared with the data-preparation stage.
 SEEMINGLY_TOXIC = 1
@@ -429,9 +429,6 @@ def lm_loss(model: nn.Module, tokenizer: Any, texts: Sequence[str], *, template:
     return model(input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
 
 
-OPTIMIZERS = ("adamw", "adafactor")
-
-
 def make_optimizer(name: str, params: list[Any], *, lr: float, weight_decay: float) -> Any:
     """AdamW (the paper's), or Adafactor, whose factored second moment and absent first moment cut the
     optimiser state from 8 bytes per trained parameter to almost nothing (7B/8B trunks on one GPU)."""
@@ -440,57 +437,6 @@ def make_optimizer(name: str, params: list[Any], *, lr: float, weight_decay: flo
     if name == "adafactor":
         return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimiser {name!r}; allowed: {', '.join(OPTIMIZERS)}")
-
-
-@dataclass(frozen=True)
-class DCRConfig:
-    """DCR's contrastive stage, TRL-style: one field per setting, with its help, checked on creation.
-
-    Built from the config's ``dcr`` section (a method instance's overrides merged in) by
-    :meth:`from_params`; an unknown key is an error, not a silently ignored setting.
-    """
-
-    layer: int = field(metadata={"help": "0-indexed decoder block whose output Circle loss refines"})
-    steps: int = field(default=40, metadata={"help": "optimiser steps (class-balanced batches)"})
-    lr: float = field(default=1e-4, metadata={"help": "learning rate (Adafactor: relative to each weight's RMS)"})
-    batch_size: int = field(default=32, metadata={"help": "prompts per batch, both classes (>= 2)"})
-    margin: float = field(default=0.25, metadata={"help": "Circle loss m: relaxation margin, in [0, 1]"})
-    scale: float = field(default=64.0, metadata={"help": "Circle loss gamma: scale factor, > 0"})
-    pooling: str = field(default="last", metadata={"help": "last prompt token | mean over prompt tokens"})
-    seed: int = field(default=0, metadata={"help": "sampler, initial state and LM-batch seed"})
-    max_length: int = field(default=128, metadata={"help": "prompt tokens kept (left truncation)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "the optimiser's weight decay"})
-    train_embeddings: bool = field(default=True, metadata={"help": "train the input embeddings with blocks 0..layer"})
-    lm_weight: float = field(default=0.0, metadata={"help": "0 is the paper; > 0 adds the LM loss (a variant)"})
-    optim: str = field(default="adamw", metadata={"help": "adamw (the paper) | adafactor (almost no state)"})
-    save_steps: int = field(default=0, metadata={"help": "checkpoint every n steps for resume; 0: never"})
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.layer >= 0, f"layer must be >= 0, got {self.layer}"),
-            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.batch_size >= 2, f"batch_size must be >= 2 for a contrastive loss, got {self.batch_size}"),
-            (0 <= self.margin <= 1, f"margin must be in [0, 1], got {self.margin}"),
-            (self.scale > 0, f"scale must be > 0, got {self.scale}"),
-            (self.pooling in POOLINGS, f"unknown pooling {self.pooling!r}; allowed: {', '.join(POOLINGS)}"),
-            (self.max_length >= 1, f"max_length must be >= 1, got {self.max_length}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.lm_weight >= 0, f"lm_weight must be >= 0, got {self.lm_weight}"),
-            (self.optim in OPTIMIZERS, f"unknown optimiser {self.optim!r}; allowed: {', '.join(OPTIMIZERS)}"),
-            (self.save_steps >= 0, f"save_steps must be >= 0, got {self.save_steps}"),
-        ]
-        bad = [msg for ok, msg in checks if not ok]
-        if bad:
-            raise ValueError("DCRConfig: " + "; ".join(bad))
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> DCRConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"DCRConfig: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
-        return cls(**dict(params))
 
 
 def _checkpoint_path(out_dir: str) -> Path:

@@ -12,6 +12,8 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import torch
 from .io import atomic_dir
 from .prompting import Template, sft_example
 from .records import user_text
+from .stage_settings import SFTConfig
 
 
 def with_reflection(reflection: str, refusal: str) -> str:
@@ -83,51 +86,58 @@ def last_complete_checkpoint(ckpt_dir: str | Path) -> str | None:
     return None
 
 
-def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: dict[str, Any],
+def sft_settings(cfg: SFTConfig | Mapping[str, Any]) -> SFTConfig:
+    """The ``sft`` section checked: an unknown, missing or out-of-range key fails here, named ``sft.<key>``."""
+    return cfg if isinstance(cfg, SFTConfig) else SFTConfig.from_params(cfg)
+
+
+def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: SFTConfig | Mapping[str, Any],
                   *, compute: dict[str, Any] | None = None, callbacks: list[Any] | None = None
                   ) -> tuple[Any, Any, Path]:
     """The configured ``SFTTrainer`` (and tokenizer, checkpoint dir) that :func:`train_sft` runs."""
     from datasets import Dataset
     from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig as TrainerConfig
+    from trl import SFTTrainer
 
     from .models.loading import load_model, load_tokenizer, resolve_compute
 
+    cfg = sft_settings(cfg)
     ckpt_dir = Path(f"{out_dir}.checkpoints")
     tok = load_tokenizer(model_dir)
-    lora = cfg["lora"]
+    lora = cfg.lora
     device, _ = resolve_compute(compute)
     # Full fine-tuning keeps float32 master weights (bf16 is then autocast, sft.bf16); under LoRA the base
     # is frozen and is held in the compute dtype (bfloat16 on a GPU: half the memory of a 7B/8B base).
-    model = load_model(model_dir, compute, dtype=None if lora["enabled"] else torch.float32)
+    model = load_model(model_dir, compute, dtype=None if lora.enabled else torch.float32)
     peft_config = None
-    if lora["enabled"]:
-        peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                                 target_modules=lora["target_modules"], task_type="CAUSAL_LM")
-    args = SFTConfig(
+    if lora.enabled:
+        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    args = TrainerConfig(
         output_dir=str(ckpt_dir),
-        learning_rate=cfg["lr"],
-        num_train_epochs=cfg["epochs"],
-        max_steps=cfg["max_steps"],
-        per_device_train_batch_size=cfg["batch_size"],
-        gradient_accumulation_steps=cfg["grad_accum"],
-        warmup_steps=cfg["warmup_steps"],
-        lr_scheduler_type=cfg["lr_scheduler"],
-        weight_decay=cfg["weight_decay"],
-        max_length=cfg["max_length"],
-        completion_only_loss=cfg["completion_only_loss"],
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler,
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        completion_only_loss=cfg.completion_only_loss,
         packing=False,
-        bf16=cfg["bf16"],
+        bf16=cfg.bf16,
         # Off unless asked (7B/8B full fine-tuning). Non-reentrant checkpointing also works with LoRA,
         # where the frozen embeddings' outputs carry no grad for a reentrant recompute to follow.
-        activation_checkpointing=cfg.get("gradient_checkpointing", False),  # transformers 5's name for it
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5's name for it
         activation_checkpointing_kwargs={"use_reentrant": False},
-        optim=cfg.get("optim", "adamw_torch_fused"),  # transformers 5's default, pinned
-        seed=cfg["seed"],
-        data_seed=cfg["seed"],
-        logging_steps=cfg["logging_steps"],
+        optim=cfg.optim,  # pinned by the config (transformers 5's default: adamw_torch_fused)
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
         save_strategy="steps",
-        save_steps=cfg["save_steps"],
+        save_steps=cfg.save_steps,
         save_total_limit=2,
         report_to=[],
         disable_tqdm=True,
@@ -139,7 +149,7 @@ def build_trainer(model_dir: str, out_dir: str, examples: list[dict[str, Any]], 
     return trainer, tok, ckpt_dir
 
 
-def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: dict[str, Any],
+def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg: SFTConfig | Mapping[str, Any],
               *, threads: int = 0, compute: dict[str, Any] | None = None,
               callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fine-tune ``model_dir`` on ``examples``; save the (merged) model and tokenizer to ``out_dir``.
@@ -149,16 +159,16 @@ def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg:
     sibling, so Snakemake's removal of a failed job's outputs leaves them alone); a rerun resumes
     from the newest complete one, and the directory is removed once the model is saved.
     """
+    cfg = sft_settings(cfg)  # before threads or weights: a bad key fails first
     if threads:
         torch.set_num_threads(threads)
-    lora = cfg["lora"]
     trainer, tok, ckpt_dir = build_trainer(model_dir, out_dir, examples, cfg, compute=compute, callbacks=callbacks)
     last = last_complete_checkpoint(ckpt_dir)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.time() - t0
     trained = trainer.model
-    if lora["enabled"]:
+    if cfg.lora.enabled:
         trained = trained.merge_and_unload()
     with atomic_dir(out_dir) as tmp:
         trained.save_pretrained(tmp)
@@ -169,5 +179,5 @@ def train_sft(model_dir: str, out_dir: str, examples: list[dict[str, Any]], cfg:
         "n_examples": len(examples), "global_step": trainer.state.global_step, "resumed_from": last,
         "train_loss": result.training_loss, "seconds": round(seconds, 2),
         "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in logs],
-        "completion_only_loss": cfg["completion_only_loss"], "lora": lora,
+        "completion_only_loss": cfg.completion_only_loss, "lora": asdict(cfg.lora),
     }

@@ -3,7 +3,7 @@
 Each of the toy run's ~85 model jobs spends 5–7 s importing torch, transformers, TRL and lm-eval before it does
 any work, a third of a generation job. For a local run the Snakefile's ``onstart`` starts this module as a
 server (``start_server``): it imports that stack once, then listens on a Unix socket. A script job's own
-process, as soon as it imports this package (``delegate_if_served``), hands the server its stdin, stdout and
+process, when its script calls ``runtime.enter_job()`` (``delegate_if_served``), hands the server its stdin, stdout and
 stderr, working directory, environment and script file, and waits; a child forked from the server runs the
 script, and the job's process exits with the child's status. To Snakemake a job is still one process: its
 outputs, log, exit status and ``benchmark:`` wall time are the job's own. A signal to the waiting process is
@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from overrefusal.runtime import job_object
+from overrefusal.runtime import job_object, pause_collector_in_job
 
 SWITCH = "OVERREFUSAL_WARM_START"
 SOCKET = "OVERREFUSAL_WARM_START_SOCKET"
@@ -76,6 +76,8 @@ HANDSHAKE_TIMEOUT_S = 30.0
 _HEADER = struct.Struct("!Q")
 _STATUS = struct.Struct("!i")
 _PID = struct.Struct("!q")
+# True in a child that runs a job: the script's own enter_job() must not hand the job on a second time.
+_in_child = False
 
 
 def enabled(environ: dict[str, str] | None = None) -> bool:
@@ -218,6 +220,7 @@ def _mismatch(request: dict[str, Any]) -> str:
 
 def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> int:
     """Become the job: its stdio, directory, environment and script; the status goes back to the job's process."""
+    global _in_child
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for target, fd in enumerate(fds):
@@ -229,6 +232,7 @@ def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> 
     sys.argv[:] = request["argv"]
     sys.path[:] = request["path"]
     _fresh_state()
+    _in_child = True
     conn.sendall(b"Y" + _PID.pack(os.getpid()))
     threading.Thread(target=_exit_with_client, args=(conn,), daemon=True, name="warm-start-client").start()
     code = 0
@@ -299,6 +303,17 @@ def _log_usage(log_path: str | None) -> None:
 # --------------------------------------------------------------------------------------------- the job's side
 
 
+def enter_job() -> None:
+    """The first call of every pipeline script, before it imports torch or anything else heavy.
+
+    With a server to go to, a warm child runs the script and this process exits with the child's status;
+    otherwise the collector is paused for the heavy imports (``runtime.pause_collector_in_job``). Importing the
+    package does neither: a script asks for it here, on purpose.
+    """
+    delegate_if_served()
+    pause_collector_in_job()
+
+
 def delegate_if_served() -> None:
     """In a Snakemake script job with a server to go to: let a warm child run the script, and exit with its status.
 
@@ -306,7 +321,7 @@ def delegate_if_served() -> None:
     """
     smk, path = job_object(), os.environ.get(SOCKET)
     script = getattr(sys.modules.get("__main__"), "__real_file__", None)
-    if smk is None or not path or not script or not enabled():
+    if _in_child or smk is None or not path or not script or not enabled():
         return
     logs = list(getattr(smk, "log", None) or [])
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.pipeline import REPO, copy_workflow, snakemake
+from tests.e2e import toy_run as background
+from tests.pipeline import REPO, snakemake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 METHODS = {"base", "no_safety", "stl", "stl_aug", "tbr_internal", "tbr_external", "dcr_stl", "scans", "surgical"}
@@ -27,17 +27,14 @@ FIGURES = [f"figures/{f}.{ext}" for f in ("compliance_by_method", "safety_vs_ove
                                           "kernel_dynamics") for ext in ("png", "pdf")]
 ANALYSIS_FILES = [f"{d}/{a}.{ext}" for a in ANALYSES for d, ext in
                   (("tables", "csv"), ("tables", "md"), ("figures", "png"), ("figures", "pdf"))]
-CORES = os.environ.get("OVERREFUSAL_E2E_CORES", "all")
 PAPER_TABLES = [f"tables/paper/{t}.{ext}" for t in ("dcr_main", "dcr_winrate", "dcr_capability", "tbr_main",
                                                     "tbr_capability") for ext in ("csv", "md", "tex")]
 
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("toy") / "wf")
-    proc = snakemake(work, "--cores", CORES, timeout=3600 if CORES == "all" else 7200)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return work
+    """The run started with the session (tests/e2e/toy_run.py), once it has finished."""
+    return background.result(tmp_path_factory)
 
 
 def _rows(work: Path, table: str) -> list[dict[str, str]]:

@@ -58,6 +58,8 @@ rule slow:
 JOB = '''
 import json, os, sys
 preloaded = "transformers" in sys.modules  # before this script imports anything heavy
+from overrefusal.warm_start import enter_job
+enter_job()
 from overrefusal.runtime import rule_context
 import torch
 with rule_context(snakemake) as log:
@@ -73,6 +75,8 @@ with rule_context(snakemake) as log:
 '''
 SLOW = '''
 import time
+from overrefusal.warm_start import enter_job
+enter_job()
 from overrefusal.runtime import rule_context
 with rule_context(snakemake) as log:
     log.info("started")
@@ -226,7 +230,7 @@ def test_a_server_that_does_not_take_the_job_leaves_it_to_the_job(job_main: None
                 if answer:
                     conn.sendall(answer)
                 else:
-                    time.sleep(1.0)  # silent: the job gives up after its handshake timeout
+                    time.sleep(3.0)  # silent: the job gives up after its handshake timeout
 
         server = threading.Thread(target=serve_once)
         server.start()
@@ -236,4 +240,5 @@ def test_a_server_that_does_not_take_the_job_leaves_it_to_the_job(job_main: None
         server.join()
     assert got and got[0]["script"].endswith("tmp.job.py") and got[0]["log"] == "logs/job.log"
     assert got[0]["cwd"] == os.getcwd() and got[0]["package"] == warm_start._identity()["package"]
-    assert waited < 0.9 if answer else 0.4 < waited < 0.9
+    # well under the silent server's 3 s either way: a loaded machine may add scheduling delay, not seconds
+    assert waited < 2.5 if answer else 0.4 < waited < 2.5

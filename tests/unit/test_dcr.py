@@ -393,7 +393,8 @@ def test_embeddings_frozen_and_lm_variant(tiny_model_dir: str, tmp_path: Path) -
 
 
 def test_dcr_config_checks_every_field_and_refuses_unknown_keys() -> None:
-    with pytest.raises(ValueError, match=r"batch_size must be >= 2.*unknown pooling 'max'.*unknown optimiser 'sgd'"):
+    with pytest.raises(ValueError, match=r"dcr.batch_size: 1 is out of range \(allowed >= 2\).*dcr.pooling: 'max' is not "
+                                         r"allowed; valid values: last, mean.*dcr.optim: 'sgd'"):
         dcr.DCRConfig(layer=0, batch_size=1, pooling="max", optim="sgd")
     with pytest.raises(ValueError, match=r"unknown key\(s\) nope; allowed: .*layer"):
         dcr.DCRConfig.from_params({"layer": 1, "nope": 2})

@@ -74,7 +74,8 @@ def _run(script: str, tmp: Path, *, input: dict, output: dict, params: dict, wil
 
 SFT = {"lr": 1e-4, "epochs": 1, "max_steps": 1, "batch_size": 2, "grad_accum": 1, "warmup_steps": 0,
        "lr_scheduler": "linear", "weight_decay": 0.0, "max_length": 64, "completion_only_loss": True,
-       "bf16": False, "seed": 0, "logging_steps": 1, "save_steps": 10,
+       "bf16": False, "seed": 0, "logging_steps": 1, "save_steps": 10, "optim": "adamw_torch_fused",
+       "gradient_checkpointing": False,
        "lora": {"enabled": False, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
 
 

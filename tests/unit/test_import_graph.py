@@ -1,4 +1,4 @@
-"""The package's import graph has no cycle, but one known circle that is being removed.
+"""The package's import graph has no cycle.
 
 The graph is read from the source with :mod:`ast`, so nothing is imported and optional
 dependencies do not matter. Rules:
@@ -144,10 +144,8 @@ def test_find_cycles_reports_a_circle() -> None:
     assert find_cycles(graph) == [["a", "b", "c"]]
 
 
-# The one circle left: importing the package hands a served job to the warm start, which imports the package
-# back. It goes with the warm start's hook in overrefusal/__init__.py (import must have no side effects); any
-# other circle fails, and so does this one once it is gone but still listed here.
-KNOWN_CYCLES = [frozenset({"overrefusal", "overrefusal.warm_start"})]
+# Circles allowed for now (none): a new one fails, and so does a listed one once it is gone.
+KNOWN_CYCLES: list[frozenset[str]] = []
 
 
 def test_package_import_graph_has_no_cycle() -> None:

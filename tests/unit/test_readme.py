@@ -117,8 +117,9 @@ def test_publish_adds_and_overwrites_but_never_deletes(tmp_path: Path) -> None:
     dest = tmp_path / PUBLISHED / "toy"
     assert (dest / "tables/s.md").read_text() == "run toy\n" and (dest / "figures/f.png").read_bytes() == b"png"
     assert (dest / "tables/sweep.md").read_text() == "an earlier sweep\n" and not (dest / "models").exists()
-    # publish_tune copies the tune tables alone, before the study's runs exist
+    # publish_tune_grid copies one grid's tables alone, before the study's runs exist
     (tmp_path / "results/toy/tuning").mkdir()
     (tmp_path / "results/toy/tuning/stl-mix.md").write_text("grid\n")
-    assert publish(tmp_path, "toy", ["tuning"]) == ["tuning/stl-mix.md"]
-    assert (dest / "tuning/stl-mix.md").read_text() == "grid\n"
+    (tmp_path / "results/toy/tuning/dcr.md").write_text("another grid, not chosen yet\n")
+    assert publish(tmp_path, "toy", ["tuning/stl-mix.md", "tuning/stl-mix.csv"]) == ["tuning/stl-mix.md"]
+    assert (dest / "tuning/stl-mix.md").read_text() == "grid\n" and not (dest / "tuning/dcr.md").exists()

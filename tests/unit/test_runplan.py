@@ -134,18 +134,22 @@ def test_tune_instances_of_the_study(study):
     plan = RunPlan.from_config(study)
     assert plan.tune_methods == tuple(tune_instances(study))
     assert "tune_stl-mix_s60-g120" in plan.tune_methods and "tune_stl-mix_nosafety-g300" in plan.tune_methods
-    assert list(plan.tune_grids) == ["stl-mix"]
+    assert list(plan.tune_grids)[0] == "stl-mix"
+    assert set(plan.tune_grids) >= {"stl-mix", "dcr"}
     assert plan.tune_grids["stl-mix"] == tune_grids(study)["stl-mix"]
     assert plan.tune_grids["stl-mix"]["seeds"] == [0]
     assert plan.all_methods == plan.methods + plan.sweep_methods + plan.tune_methods
-    assert plan.extra_trained == plan.sweep_methods + plan.tune_methods  # every setting trains (stl, no_safety)
+    stl_mix = tuple(m for m in plan.tune_methods if m.startswith("tune_stl-mix_"))
+    assert set(stl_mix) <= set(plan.extra_trained)  # every stl-mix setting trains (stl, no_safety)
+    assert "tune_scans-threshold_t065" not in plan.extra_trained  # an intervention on STL trains nothing
     assert dict(plan.specs["tune_stl-mix_s60-g120"]) == {"kind": "stl",
                                                            "sft_n": {"sft_safety": 60, "sft_general": 120}}
     # a trained kind runs on every seed; the grid's own seeds say which of these its jobs run
     assert plan.seeds_of("tune_stl-mix_s60-g120") == [0, 1, 2]
     assert plan.model_path("smollm2-135m", "tune_stl-mix_s60-g120", 0) == (
         "results/smol-study/smollm2-135m/tune_stl-mix_s60-g120/seed0/model")
-    assert not set(plan.tune_methods) & set(plan.dcr_instances + plan.intervention_instances)
+    assert not set(stl_mix) & set(plan.dcr_instances + plan.intervention_instances)
+    assert "tune_dcr_l8" in plan.dcr_instances and "tune_scans-threshold_t065" in plan.intervention_instances
 
 
 def test_tune_settings_of_every_kind_go_to_their_kinds_lists(study):
@@ -154,7 +158,9 @@ def test_tune_settings_of_every_kind_go_to_their_kinds_lists(study):
     plan = RunPlan.from_config(study)
     assert plan.tune_grids["mixed"]["seeds"] == [0]  # no seeds: the first training seed
     assert plan.tune_methods[-3:] == ("tune_mixed_b", "tune_mixed_sc", "tune_mixed_d")
-    assert plan.intervention_instances == ("scans", "surgical", "tune_mixed_sc")
+    assert plan.intervention_instances[:2] == ("scans", "surgical")
+    assert plan.intervention_instances[-1] == "tune_mixed_sc"
+    assert "tune_mixed_b" not in plan.intervention_instances and "tune_mixed_d" not in plan.intervention_instances
     assert plan.dcr_instances[-1] == "tune_mixed_d" and "tune_mixed_d" in plan.trained_instances
     assert "tune_mixed_b" not in plan.trained_instances + plan.intervention_instances
     assert "tune_mixed_sc" not in plan.trained_instances

@@ -12,12 +12,13 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _run(prelude: str, tmp_path: Path) -> dict[str, object]:
-    """Import the package in a fresh interpreter after `prelude`, then enter and leave rule_context."""
+    """In a fresh interpreter after `prelude`: a script's first call (enter_job), then rule_context."""
     code = textwrap.dedent(f"""
         import gc, json, sys, types
         sys.path.insert(0, {str(SRC)!r})
         {prelude}
-        import overrefusal
+        from overrefusal.warm_start import enter_job
+        enter_job()  # no server to go to: the job stays in this process
         after_import = gc.isenabled()
         from overrefusal.runtime import rule_context
         smk = types.SimpleNamespace(log=[{str(tmp_path / "job.log")!r}], threads=1, rule="probe")

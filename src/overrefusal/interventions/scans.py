@@ -31,13 +31,15 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..prompting import Template
+# ScansConfig and the layer-range defaults live with the other stage settings (config validation reads them)
+from ..stage_settings import PAPER_DEPTH, ScansConfig, default_classify_layers, default_steer_layers  # noqa: F401
 from .activations import (
     decoder_layers,
     encode_all,
@@ -47,53 +49,6 @@ from .activations import (
     pad_id_of,
     with_hidden,
 )
-
-PAPER_DEPTH = 32  # the original's layer ranges are for 32-block Llama-2-7B
-
-
-@dataclass(frozen=True)
-class ScansConfig:
-    """SCANS settings (config section ``scans``); layer ranges ``None`` scale the paper's to the depth."""
-
-    n_anchors: int = field(default=64, metadata={"help": "harmful and harmless anchor prompts each"})
-    alpha: float = field(default=3.5, metadata={"help": "steering strength"})
-    threshold: float | None = field(default=0.75, metadata={
-        "help": "mean cosine at or above which a query is unsafe; None: midway between the anchor sets' means"})
-    steer_layers: tuple[int, int] | None = field(default=None, metadata={"help": "[start, end) blocks steered"})
-    classify_layers: tuple[int, int] | None = field(default=None, metadata={"help": "[start, end) blocks"})
-    affirmative: str = field(default="Sure", metadata={"help": "first answer token of the transition vector"})
-    seed: int = 0
-    batch_size: int = 32
-    max_length: int = 256
-
-    def __post_init__(self) -> None:
-        if self.n_anchors < 2:
-            raise ValueError(f"scans.n_anchors must be >= 2, got {self.n_anchors}")
-        if self.alpha < 0:
-            raise ValueError(f"scans.alpha must be >= 0, got {self.alpha}")
-        for name in ("steer_layers", "classify_layers"):
-            rng = getattr(self, name)
-            if rng is not None:
-                object.__setattr__(self, name, (int(rng[0]), int(rng[1])))
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ScansConfig:
-        keys = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in params.items() if k in keys})
-
-    def layer_ranges(self, depth: int) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(steering, classification) ``[start, end)`` ranges for a model of ``depth`` blocks."""
-        return (self.steer_layers or default_steer_layers(depth),
-                self.classify_layers or default_classify_layers(depth))
-
-
-def default_steer_layers(depth: int) -> tuple[int, int]:
-    start = 10 * depth // PAPER_DEPTH
-    return start, max(start + 1, 20 * depth // PAPER_DEPTH)
-
-
-def default_classify_layers(depth: int) -> tuple[int, int]:
-    return 10 * depth // PAPER_DEPTH, depth
 
 
 def check_layers(cfg: ScansConfig, depth: int) -> None:

@@ -29,13 +29,14 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..prompting import Template
+from ..stage_settings import SurgicalConfig
 from ..tracking import refusal_logodds
 from .activations import (
     decoder_layers,
@@ -57,35 +58,6 @@ class SelectionError(ValueError):
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
-
-
-@dataclass(frozen=True)
-class SurgicalConfig:
-    """Surgical settings (config section ``surgical``), with the paper's defaults."""
-
-    n_train: int = field(default=128, metadata={"help": "train prompts per pool"})
-    n_val: int = field(default=32, metadata={"help": "validation prompts per pool"})
-    ortho_lambda: float = field(default=1.0, metadata={"help": "how much of r_harm is projected out of r_or"})
-    kl_threshold: float = field(default=0.2, metadata={"help": "largest KL on harmless prompts a candidate may cause"})
-    prune_layer_fraction: float = field(default=0.2, metadata={"help": "last fraction of blocks never selected"})
-    positions: int | None = field(default=None, metadata={"help": "trailing post-instruction positions searched"})
-    filter: bool = field(default=True, metadata={"help": "keep only prompts the model treats as their pool says"})
-    min_prompts: int = field(default=8, metadata={"help": "fewest prompts a pool part may keep after filtering"})
-    ablation_coeff: float = 1.0
-    seed: int = 0
-    batch_size: int = 32
-    max_length: int = 256
-
-    def __post_init__(self) -> None:
-        if self.n_train < 1 or self.n_val < 1:
-            raise ValueError(f"surgical.n_train and n_val must be >= 1, got {self.n_train}, {self.n_val}")
-        if not 0 <= self.prune_layer_fraction < 1:
-            raise ValueError(f"surgical.prune_layer_fraction must be in [0, 1), got {self.prune_layer_fraction}")
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> SurgicalConfig:
-        keys = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in params.items() if k in keys})
 
 
 def split_pools(pools: dict[str, Sequence[str]], cfg: SurgicalConfig) -> dict[str, dict[str, list[str]]]:
