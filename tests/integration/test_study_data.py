@@ -28,7 +28,7 @@ def test_study_dry_run_cuts_the_tuning_parts_before_the_splits_and_tunes_on_them
     wf = copy_workflow(tmp_path / "wf")
     repo = Path(__file__).resolve().parents[2]
     # smol.yaml's judge reference, and the validated judge the study judges with (both committed)
-    for d in ("results/judges/refusal_clf_v1", "results/smol/judges/refusal_clf_v2"):
+    for d in ("results/judges/refusal_clf_v1", "results/published/smol/judges/refusal_clf_v2"):
         shutil.copytree(repo / d, wf / d, dirs_exist_ok=True)
     r = snakemake(wf, "-n", "results/smol-study/data/data_card.md", "tune", "--configfile", *STUDY,
                   "--config", f"data={{raw_dir: {Path(DATA).resolve()}}}", timeout=300)

@@ -2,7 +2,7 @@
 sources, source weights, the embedding store, and the artefact's manifest and load checks.
 
 The sources are written here (three families, a few rows each) so the file runs in seconds with the real encoder;
-the committed table on the real sources is results/smol/judges/refusal_clf_v2_cv.md.
+the committed table on the real sources is results/published/smol/judges/refusal_clf_v2_cv.md.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def test_collect_explicit_labels_and_bad_files(tmp_path: Path) -> None:
 
 def test_main_table_layout_and_safety(eval_paths: list[Path]) -> None:
     t = tables.main_table(tables.collect(eval_paths))
-    triples = lambda c: [c, c + "_ci_low", c + "_ci_high"]  # noqa: E731
+    triples = lambda c: [c, c + "_ci_low", c + "_ci_high", c + "_n"]  # noqa: E731
     assert list(t.columns) == ["model", "method", *triples("XS"), *triples("CoCo"), *triples("PH"),
                                *triples("XS-unsafe"), *triples("Safety"), "n_harmful", "n_seeds"]
     assert list(t["method"]) == ["no_safety", "stl", "dcr"]
@@ -122,10 +122,13 @@ def test_write_table_csv_numeric_md_formatted(eval_paths: list[Path], tmp_path: 
     assert back.loc[back["method"] == "stl", "XS_ci_high"].item() == 0.80
     text = md.read_text()
     lines = text.splitlines()
-    assert lines[0] == "| model | method | XS | CoCo | PH | XS-unsafe | Safety | n_harmful | n_seeds |"
-    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|"
+    # every column's prompt count: in its header where all rows share it, else a column of its own
+    assert lines[0] == ("| model | method | XS (n=100) | CoCo (n=100) | PH (n=100) | XS-unsafe (n=100) | Safety "
+                        "| Safety n | n_harmful | n_seeds |")
+    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    assert list(t["Safety_n"].astype(object).where(t["Safety_n"].notna(), None)) == [None, 300, 200]
     assert "| toy | stl | 0.73 [0.66, 0.80] | 0.88 [0.84, 0.91] |" in text
-    assert "| toy | no_safety | 1.00 [1.00, 1.00] | 0.99 [0.97, 1.00] | 0.97 [0.95, 0.99] | – | – | 0 | 1 |" in text
+    assert "| toy | no_safety | 1.00 [1.00, 1.00] | 0.99 [0.97, 1.00] | 0.97 [0.95, 0.99] | – | – | – | 0 | 1 |" in text
     assert len(lines) == 2 + 3
     assert not list(csv.parent.glob(".*tmp*"))  # atomic writes leave no temporaries
 

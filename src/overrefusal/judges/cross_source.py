@@ -77,7 +77,7 @@ CANDIDATES: tuple[Recipe, ...] = (
     Recipe("v1 features, rows pooled", FEATURES, "none"),
     Recipe("v1 features, sources balanced", FEATURES, "source"),
 )
-# Chosen by the leave-one-source-out table (results/smol/judges/refusal_clf_v2_cv.md): the better worst source
+# Chosen by the leave-one-source-out table (results/published/smol/judges/refusal_clf_v2_cv.md): the better worst source
 # (msts 0.681 against 0.673 pooled), within noise on the mean (0.796 against 0.800).
 RECIPE = CANDIDATES[1]
 

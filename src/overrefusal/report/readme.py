@@ -29,7 +29,7 @@ from pathlib import Path
 BLOCK = re.compile(r"(<!-- results: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL)
 PUBLISHED = "results/published"
 # What `publish` copies from a run, relative to results/<name>/: what the pages show, and the files beside it.
-PUBLISHED_PARTS = ("tables", "figures", "samples.md", "data/data_card.md", "data/data_card.json", "tuning")
+PUBLISHED_PARTS = ("tables", "figures", "samples.md", "data/data_card.md", "data/data_card.json", "tuning", "judges")
 
 
 def blocks(text: str) -> list[tuple[str, str]]:

@@ -41,6 +41,7 @@ N_SEEDS = "n_seeds"
 NO_SEED = -1  # files outside a seed<k> folder (explicit labels)
 N_HARMFUL = "n_harmful"  # how many harmful benchmarks the Safety mean is over
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"  # suffixes of a value column's interval in wide tables
+N_PROMPTS = "_n"  # suffix of a value column's prompt count (summed over the benchmarks a mean column averages)
 
 # Method kinds in the papers' row order; instances sort by their kind, then by name
 # (so dcr_stl_l1 follows dcr_stl). Unknown methods come last, alphabetically.
@@ -284,18 +285,22 @@ def main_table(df: pd.DataFrame, *, per_seed: bool = False) -> pd.DataFrame:
             row[c] = cell.value if cell is not None else math.nan
             row[c + CI_LOW] = cell.ci_low if cell is not None else math.nan
             row[c + CI_HIGH] = cell.ci_high if cell is not None else math.nan
+            row[c + N_PROMPTS] = int(cell.n) if cell is not None else pd.NA
         if SAFETY in cols:
             safety = keyed.get((*key, SAFETY))
             row[N_HARMFUL] = int(safety.n_benchmarks) if safety is not None else 0
         if not per_seed:
             row[N_SEEDS] = max(int(getattr(r, N_SEEDS)) for k, r in keyed.items() if k[:2] == (model, method))
         out.append(row)
-    columns = keys + [x for c in cols for x in (c, c + CI_LOW, c + CI_HIGH)]
+    columns = keys + [x for c in cols for x in (c, c + CI_LOW, c + CI_HIGH, c + N_PROMPTS)]
     if SAFETY in cols:
         columns.append(N_HARMFUL)
     if not per_seed:
         columns.append(N_SEEDS)
-    return pd.DataFrame.from_records(out, columns=columns)
+    table = pd.DataFrame.from_records(out, columns=columns)
+    for c in cols:
+        table[c + N_PROMPTS] = table[c + N_PROMPTS].astype("Int64")
+    return table
 
 
 SUMMARY_METRICS = ("answered", "toxic_refused", "invalid", "capability", "recovery", "answered_xs", "answered_ood")
@@ -585,13 +590,23 @@ def _fmt_float(x: Any, digits: int) -> str:
 def markdown_frame(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """The frame as display strings: each ``C, C_ci_low, C_ci_high`` triple becomes one column C.
 
-    A cell reads "0.73 [0.66, 0.80]"; a value without an interval reads "0.73"; missing "–".
+    A cell reads "0.73 [0.66, 0.80]"; a value without an interval reads "0.73"; missing "–". A value column's
+    prompt count ``C_n`` goes into its header, "C (n=250)", where every row has the same n; else it stays a
+    column of its own, "C n".
     """
     cols = list(df.columns)
     ci_cols = {c + sfx for c in cols for sfx in (CI_LOW, CI_HIGH) if c + sfx in cols}
+    n_cols = {c + N_PROMPTS for c in cols if c + N_PROMPTS in cols and c + CI_LOW in cols}
+    header: dict[str, str] = {}
+    for c in (n[: -len(N_PROMPTS)] for n in n_cols):
+        ns = set(df[c + N_PROMPTS].dropna().astype(int))
+        if len(ns) == 1:
+            header[c], header[c + N_PROMPTS] = f"{c} (n={ns.pop()})", ""
+        else:
+            header[c + N_PROMPTS] = f"{c} n"
     out: dict[str, list[str]] = {}
     for c in cols:
-        if c in ci_cols:
+        if c in ci_cols or header.get(c) == "":
             continue
         col = df[c]
         if pd.api.types.is_float_dtype(col.dtype):
@@ -604,14 +619,15 @@ def markdown_frame(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
             values = ["–" if pd.isna(v) else str(int(v)) for v in col]
         else:
             values = ["–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in col]
-        out[c] = values
+        out[header.get(c, c)] = values
     return pd.DataFrame(out, columns=list(out))
 
 
 def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
     """A GitHub pipe table (no ``tabulate`` dependency); numbers right-aligned."""
     disp = markdown_frame(df, digits)
-    numeric = [pd.api.types.is_numeric_dtype(df[c].dtype) for c in disp.columns]
+    numeric = [not pd.api.types.is_string_dtype(df[c].dtype) and pd.api.types.is_numeric_dtype(df[c].dtype)
+               if c in df else True for c in disp.columns]
 
     def esc(s: str) -> str:
         return s.replace("|", "\\|").replace("\n", " ")
