@@ -89,8 +89,8 @@ class ScansConfig(Settings):
         super().__post_init__()
         for name in ("steer_layers", "classify_layers"):
             rng = getattr(self, name)
-            if rng is not None:
-                object.__setattr__(self, name, (int(rng[0]), int(rng[1])))
+            if rng is not None:  # YAML gives a list; the type check above has made sure of two integers
+                object.__setattr__(self, name, tuple(rng))
 
     def layer_ranges(self, depth: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """(steering, classification) ``[start, end)`` ranges for a model of ``depth`` blocks."""

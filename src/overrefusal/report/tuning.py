@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..benchmarks import get_benchmark
 from ..io import read_json
-from .tables import collect
+from .tables import collect, model_method_from_path
 
 PathLike = str | Path
 
@@ -39,11 +39,8 @@ def tune_table(evals: Sequence[PathLike], sft_metrics: Sequence[PathLike],
     benchmark gives ``<benchmark>`` (its metric), ``<benchmark> n`` and, where a secondary judge ran,
     ``<benchmark> (<judge>)``. ``steps`` and ``examples`` come from the SFT metrics of settings that train.
     """
-    labels = {}
-    for p in evals:
-        obj = read_json(p)
-        labels[p] = (obj["model"], obj["method"], int(obj["seed"]))
-    df = collect(labels)
+    # .../<model>/<method>/seed<k>/tuning/eval/<benchmark>.json: the run's labels without reading each file twice
+    df = collect({p: model_method_from_path(Path(p).parents[2] / "eval" / Path(p).name) for p in evals})
     trained: dict[tuple[str, int], dict[str, Any]] = {}
     for p in sft_metrics:
         parts = Path(p).parts  # .../<model>/<method>/seed<k>/sft_metrics.json
