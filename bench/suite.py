@@ -96,14 +96,14 @@ def extract_generation(d: dict[str, Any]) -> list[Headline]:
 
 
 def extract_llm_concurrency(d: dict[str, Any]) -> list[Headline]:
-    sent, at_server = d["warm_rerun_requests_sent"], d["warm_rerun_server_requests"]
+    sent = d["warm_rerun_requests_sent"]
     return [
         Headline(f"judge wall time, concurrency 1 / {d['concurrency']} ({d['n_requests']} requests, "
                  f"{d['latency_ms']:g} ms server latency; {d['serial_overhead_ms_per_request']:.1f} ms per request "
                  "beyond it, serially)", d["speedup"], _times(d["speedup"]),
-                 f"≥ {d['target_speedup']:g}×", d["speedup"] >= d["target_speedup"]),
+                 f"≥ {d['target_speedup']:g}×", bool(d["meets_speedup_target"])),
         Headline("requests sent on the warm-cache rerun", sent, str(sent), str(d["target_warm_requests"]),
-                 sent == d["target_warm_requests"] and at_server == d["target_warm_requests"]),
+                 bool(d["meets_warm_target"])),
     ]
 
 

@@ -207,7 +207,7 @@ def get_capability_registry(wildcards):
 
 def get_eval_jsons(wildcards=None, methods=None):
     return [
-        f"{run_dir(model, method, seed)}/eval/{b}.json"
+        result_file(model, method, seed, f"eval/{b}.json")
         for model in MODELS
         for method in methods or METHODS
         for seed in seeds_of(method)
@@ -216,7 +216,7 @@ def get_eval_jsons(wildcards=None, methods=None):
 
 
 def get_capability_jsons(wildcards=None, methods=None):
-    return [f"{run_dir(model, method, seed)}/eval/capability.json"
+    return [result_file(model, method, seed, "eval/capability.json")
             for model in MODELS for method in methods or METHODS for seed in seeds_of(method)]
 
 
@@ -230,7 +230,7 @@ def get_sweep_inputs(wildcards):
 
 def get_sample_jsons(wildcards=None):
     """Every method's results on its first seed (rule samples)."""
-    return [f"{run_dir(model, method, seeds_of(method)[0])}/eval/{b}.json"
+    return [result_file(model, method, seeds_of(method)[0], f"eval/{b}.json")
             for model in MODELS for method in METHODS for b in EVAL_BENCHMARKS]
 
 
@@ -257,7 +257,7 @@ def get_final_outputs(wildcards=None):
 
 
 def get_intervention_reports(wildcards=None):
-    return [f"{run_dir(model, method, seed)}/intervention/report.json"
+    return [result_file(model, method, seed, "intervention/report.json")
             for model in MODELS for method in INTERVENTION_METHODS for seed in seeds_of(method)]
 
 
@@ -323,7 +323,7 @@ wildcard_constraints:
 
 
 def get_winrate_jsons(wildcards=None):
-    return [f"{run_dir(model, method, seed)}/helpfulness/winrate.json"
+    return [result_file(model, method, seed, "helpfulness/winrate.json")
             for model in MODELS for method in WINRATE_METHODS for seed in seeds_of(method)]
 
 
@@ -331,7 +331,7 @@ def get_winrate_reference(wildcards):
     """The reference's responses from the same seed (its only run when it is untrained)."""
     ref_seeds = seeds_of(WINRATE_REFERENCE)
     seed = int(wildcards.seed) if int(wildcards.seed) in ref_seeds else ref_seeds[0]
-    return f"{run_dir(wildcards.model, WINRATE_REFERENCE, seed)}/generations/helpfulness.jsonl"
+    return result_file(wildcards.model, WINRATE_REFERENCE, seed, "generations/helpfulness.jsonl")
 
 
 def get_judge_validation_data(wildcards=None):
@@ -407,9 +407,9 @@ def get_probe_inputs(wildcards=None):
 
 def get_tracking_jsons(wildcards=None):
     """Every tracking.json: SFT for each trained method, plus DCR's contrastive stage."""
-    sft = [f"{run_dir(model, method, seed)}/tracking.json"
+    sft = [result_file(model, method, seed, "tracking.json")
            for model in MODELS for method in TRAINED_METHODS for seed in SEEDS]
-    dcr = [f"{run_dir(model, method, seed)}/dcr/tracking.json"
+    dcr = [result_file(model, method, seed, "dcr/tracking.json")
            for model in MODELS for method in DCR_METHODS for seed in SEEDS]
     return sft + dcr
 
@@ -588,20 +588,25 @@ def staged_json(source):
     return f"{RESULTS}/data/staged/{source}.json"
 
 
-def get_stage_inputs(wildcards):
-    """The local files of a source (so a changed mirror file reruns its staging); none to download."""
-    from pathlib import Path
-
+def stage_files(real_source):
+    """The local files of a source, as found in data.raw_dir or the download dir; none to download."""
     from overrefusal.data.registry import get_source
 
     roots = [Path(d) for d in (config["data"].get("raw_dir"), REAL_STAGE["download_dir"]) if d]
     found = []
-    for f in get_source(wildcards.real_source).files:
+    for f in get_source(real_source).files:
         if f.glob:
             found += next((sorted(map(str, r.glob(f.path))) for r in roots if list(r.glob(f.path))), [])
         else:
             found += next(([str(r / f.path)] for r in roots if (r / f.path).is_file()), [])
     return found
+
+
+def get_stage_inputs(wildcards):
+    """A source's local files, ``ancient``: a mirror copied afresh has new mtimes and the same bytes, which must
+    not rerun every model trained on it. Changed bytes are caught by hash where a staged source is read
+    (``overrefusal.data.fetch.staged_paths``), with the command that stages it again."""
+    return [ancient(p) for p in stage_files(wildcards.real_source)]
 
 
 def get_eval_staged(wildcards):
@@ -636,6 +641,87 @@ def get_real_card_inputs(wildcards):
         "staged": [staged_json(s) for s in REAL_PLAN["stage"] if s not in REAL_PLAN["missing"]],
         "reports": [f"{RESULTS}/data/reports/eval_{b}.json" for b in dict.fromkeys(REAL_CHECKED + REAL_TUNED)],
     }
+
+
+# ---- Published runs: a run in parts (overrefusal.run_store; docs/study.md, "Parts") ----
+from overrefusal import run_store
+
+HANDOVER = config["handover"]
+PUBLISHED_ROOT = f"results/published/{config['name']}"
+
+
+def run_files(model, method, seed):
+    """What the report rules read of one run, relative to its directory: what a published run holds."""
+    kind = KINDS[SPECS[method]["kind"]]
+    files = [f"eval/{b}.json" for b in EVAL_BENCHMARKS] + ["eval/capability.json"]
+    if kind.trains:
+        files.append("sft_metrics.json")
+        if config["tracking"]["enabled"]:
+            files.append("tracking.json")
+    if kind.dcr:
+        files.append("dcr/metrics.json")
+        if config["tracking"]["enabled"]:
+            files.append("dcr/tracking.json")
+    if kind.intervention:
+        files.append("intervention/report.json")
+    if WINRATE_ON and method in WINRATE_METHODS:
+        files.append("helpfulness/winrate.json")
+    if WINRATE_ON and method == WINRATE_REFERENCE:  # what the others' win rates are judged against
+        files.append("generations/helpfulness.jsonl")
+    return files
+
+
+def _published_warning(msg):
+    print(f"handover: {msg}", file=sys.stderr)
+
+
+# Every run of `all`: read from its published copy (reuse on, same recipe) or from the run directory.
+RESOLVED = {
+    (model, method, seed): run_store.resolve(
+        run_dir(model, method, seed), run_store.published_dir(PUBLISHED_ROOT, model, method, seed),
+        run_store.run_recipe(config, model, method, seed), run_files(model, method, seed),
+        reuse=HANDOVER["reuse"], warn=_published_warning)
+    for model in MODELS for method in METHODS for seed in seeds_of(method)
+}
+try:
+    PARTS = run_store.plan_parts(METHODS, {m: seeds_of(m) for m in METHODS}, dict(PLAN.applies_to),
+                                 HANDOVER["parts"])
+except ValueError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+def result_file(model, method, seed, rel):
+    """Where the report rules read one of a run's files (a sweep's or tune grid's run: its directory)."""
+    resolved = RESOLVED.get((model, method, int(seed)))
+    return resolved.file(rel) if resolved else f"{run_dir(model, method, seed)}/{rel}"
+
+
+def get_publish_run_inputs(wildcards):
+    return [f"{run_dir(wildcards.model, wildcards.method, wildcards.seed)}/{f}"
+            for f in run_files(wildcards.model, wildcards.method, int(wildcards.seed))]
+
+
+def get_publish_run_params(wildcards):
+    model, method, seed = wildcards.model, wildcards.method, int(wildcards.seed)
+    return {"run_dir": run_dir(model, method, seed), "store": run_store.published_dir(PUBLISHED_ROOT, model, method, seed),
+            "files": run_files(model, method, seed), "recipe": run_store.run_recipe(config, model, method, seed),
+            "benchmarks": f"{BENCH}/{model}/{method}/seed{seed}", "root": workflow.basedir}
+
+
+def part_runs(part):
+    return [(model, method, seed) for method, seed in PARTS[part] for model in MODELS]
+
+
+def get_part_inputs(wildcards):
+    """The publish receipts of a part's runs that are not published already (those are reused as they are)."""
+    return [f"{RESULTS}/published_runs/{model}/{method}/seed{seed}.json" for model, method, seed in part_runs(wildcards.part)
+            if not RESOLVED[(model, method, seed)].published]
+
+
+def get_part_params(wildcards):
+    return [{"model": model, "method": method, "seed": seed, "reused": RESOLVED[(model, method, seed)].published,
+             "store": run_store.published_dir(PUBLISHED_ROOT, model, method, seed)}
+            for model, method, seed in part_runs(wildcards.part)]
 
 
 _WARM_START = []

@@ -18,6 +18,8 @@ rule tables:
         main_seeds_md=f"{RESULTS}/tables/main_per_seed.md",
         outcomes_csv=f"{RESULTS}/tables/outcomes.csv",
         outcomes_md=f"{RESULTS}/tables/outcomes.md",
+        judges_csv=f"{RESULTS}/tables/judge_pairs.csv",
+        judges_md=f"{RESULTS}/tables/judge_pairs.md",
         cap_csv=report(f"{RESULTS}/tables/capability.csv", caption="../report/capability_table.rst", category="Tables"),
         cap_md=f"{RESULTS}/tables/capability.md",
         cap_seeds_csv=f"{RESULTS}/tables/capability_per_seed.csv",
@@ -367,10 +369,54 @@ rule publish_tune_grid:
         "../scripts/publish.py"
 
 
+# A run in parts (docs/study.md, "Parts"): `snakemake ... results/<name>/parts/seed<k>-<i>.json` makes the runs
+# of method group i (handover.parts) on seed k and publishes each into results/published/<name>/runs/, for
+# committing; with handover.reuse on, later parts and the final tables read them from there.
+rule publish_run:
+    input:
+        get_publish_run_inputs,
+    output:
+        f"{RESULTS}/published_runs/{{model}}/{{method}}/seed{{seed}}.json",
+    params:
+        run=get_publish_run_params,
+    log:
+        f"{LOGS}/report/publish_run_{{model}}_{{method}}_seed{{seed}}.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/publish_run.py"
+
+
+rule part:
+    input:
+        get_part_inputs,
+    output:
+        f"{RESULTS}/parts/{{part}}.json",
+    params:
+        runs=get_part_params,
+        published=f"{PUBLISHED_ROOT}/parts",
+    log:
+        f"{LOGS}/report/part_{{part}}.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    wildcard_constraints:
+        part="|".join(PARTS) or "NONE",
+    script:
+        "../scripts/part.py"
+
+
 localrules:
     readme,
     publish,
     publish_tune_grid,
+    publish_run,
+    part,
 
 
 # GPU memory of DCR's stage and of SFT for every GPU preset (docs/cluster.md, "Memory"): parameter counts from the

@@ -14,18 +14,9 @@ from overrefusal.warm_start import enter_job
 enter_job()
 
 from overrefusal.io import atomic_path
+from overrefusal.provenance import cpu_model
 from overrefusal.report.readme import PUBLISHED, publish, render
 from overrefusal.runtime import rule_context
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _git(root: Path, *args: str) -> str:
@@ -51,7 +42,7 @@ with rule_context(snakemake) as log:  # noqa: F821
         record = (f"# results/published/{name}\n\n"
                   f"Published by `snakemake {smk.rule}` from `results/{name}/` ({len(copied)} files"
                   f"{', of ' + ', '.join(parts) if parts else ''}).\n\n"
-                  f"- machine: {_cpu_model()}, os.cpu_count() {os.cpu_count()}, {platform.system()} {platform.machine()}\n"
+                  f"- machine: {cpu_model()}, os.cpu_count() {os.cpu_count()}, {platform.system()} {platform.machine()}\n"
                   f"- software: Python {platform.python_version()}, torch {torch}\n"
                   f"- code: commit {commit}{' (with uncommitted changes)' if dirty else ''}\n")
         with atomic_path(root / PUBLISHED / name / smk.params.get("record", "published.md")) as tmp:

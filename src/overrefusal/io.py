@@ -72,8 +72,13 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file, or a gzipped one (``*.gz``: a published run's results); bad JSON raises ``DataError``."""
     p = Path(path)
     try:
+        if p.suffix == ".gz":
+            import gzip
+
+            return json.loads(gzip.decompress(p.read_bytes()).decode("utf-8"))
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{p}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc

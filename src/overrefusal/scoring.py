@@ -136,12 +136,29 @@ def score_benchmark(
         "n_invalid_utf8": n_invalid_utf8,
         "counts": counts,
         "outcomes": outcomes,
-        "secondary": [_summary(sj, _judge_all(sj, pairs), success, boot) for sj in secondary],
+        "secondary": [_secondary(sj, pairs, prepared, judgements, success, boot) for sj in secondary],
         "by_category": {
             c: {"n_scored": len(v), "value": sum(v) / len(v)} for c, v in sorted(by_category.items())
         },
         "rows": prepared,
     }
+
+
+def _secondary(judge: RefusalJudge, pairs: Sequence[tuple[str, str | None]], rows: list[dict[str, Any]],
+               primary: Sequence[Judgement], success: frozenset[str], boot: Mapping[str, Any]) -> dict[str, Any]:
+    """A secondary judge's summary, its label on every row, and how often it agrees with the primary judge on
+    the metric's outcome (rows both judged): the two judges' agreement on these very responses."""
+    judgements = _judge_all(judge, pairs)
+    both = []
+    for row, p, s in zip(rows, primary, judgements, strict=True):
+        row.setdefault("secondary", {})[judge.id] = s.label
+        if p.label is not None and s.label is not None:
+            both.append((p.label in success, s.label in success))
+    summary = _summary(judge, judgements, success, boot)
+    summary["agreement"] = {"n": len(both), "agree": sum(a == b for a, b in both),
+                            "primary_only": sum(a and not b for a, b in both),
+                            "secondary_only": sum(b and not a for a, b in both)}
+    return summary
 
 
 def require_all_rows(generations: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]],

@@ -214,13 +214,17 @@ def test_extract_generation() -> None:
 def test_extract_llm_concurrency() -> None:
     d = {"n_requests": 64, "latency_ms": 50.0, "concurrency": 8, "speedup": 5.4, "target_speedup": 6.0,
          "serial_overhead_ms_per_request": 14.25, "warm_rerun_requests_sent": 0, "warm_rerun_server_requests": 0,
-         "target_warm_requests": 0}
+         "target_warm_requests": 0, "meets_speedup_target": False, "meets_warm_target": True}
     speed, warm = suite.extract_llm_concurrency(d)
     assert (speed.text, speed.target, speed.met) == ("5.4×", "≥ 6×", False)
     assert "concurrency 1 / 8" in speed.measure and "50 ms" in speed.measure
     assert "14.2 ms per request" in speed.measure
     assert (warm.value, warm.target, warm.met) == (0, "0", True)
-    assert not suite.extract_llm_concurrency({**d, "warm_rerun_server_requests": 1})[1].met
+    # the verdicts are the bench's own, read, not recomputed
+    assert not suite.extract_llm_concurrency({**d, "meets_warm_target": False})[1].met
+    assert suite.extract_llm_concurrency({**d, "meets_speedup_target": True})[0].met
+    with pytest.raises(KeyError):  # a JSON from before the verdicts were written is unreadable, not a guess
+        suite.extract_llm_concurrency({k: v for k, v in d.items() if k != "meets_warm_target"})
 
 
 def test_extract_dcr_truncation() -> None:

@@ -199,6 +199,19 @@ def test_checksum_mismatch_names_origin(tmp_path):
     assert "paul-rottger/exaggerated-safety/d7bb5bd" in str(exc.value) and "data.real.pins.xstest.sha256" in str(exc.value)
 
 
+def test_a_staged_file_whose_bytes_changed_is_refused_when_read(tmp_path):
+    """The workflow marks local sources ancient (a mirror copied afresh reruns nothing), so changed bytes must
+    be caught when the staged source is read, with the file and the way to stage it again."""
+    raw = _raw_copy(tmp_path)
+    st = stage_source(SOURCES["xstest"], raw_dir=str(raw), download_dir=None, pins=fixture_pins(raw))
+    assert staged_paths(st) == [Path(f["path"]) for f in st["files"]]
+    changed = Path(st["files"][0]["path"])
+    changed.write_bytes(changed.read_bytes() + b"\n")
+    with pytest.raises(ChecksumError, match=rf"{re.escape(str(changed))}: sha256 .* source 'xstest' was staged.*"
+                                            r"--forcerun stage_real_source"):
+        staged_paths(st)
+
+
 # ------------------------------------------------------------------------------------------ HTTP download
 
 

@@ -294,6 +294,25 @@ def test_outcome_table_lists_every_benchmark(seed_paths: list[Path]) -> None:
     assert row["invalid"] == pytest.approx(0.0) and row["n_seeds"] == 3
 
 
+def test_judge_pair_table_sums_the_two_judges_agreement_over_seeds(tmp_path: Path) -> None:
+    paths = []
+    for seed, (agree, p_only, s_only) in enumerate([(90, 6, 4), (80, 15, 5)]):
+        obj = _eval_json("xstest_safe", (0.5, 0.4, 0.6))
+        obj["secondary"] = [{"judge_id": "xstest_strmatch_v1", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6,
+                             "counts": {}, "n_judge_errors": 0,
+                             "agreement": {"n": 100, "agree": agree, "primary_only": p_only, "secondary_only": s_only}}]
+        p = tmp_path / "results/r/m/stl" / f"seed{seed}" / "eval/xstest_safe.json"
+        write_json(p, obj)
+        paths.append(p)
+    old = tmp_path / "results/r/m/base/seed0/eval/xstest_safe.json"  # judged before rows kept both labels
+    write_json(old, _eval_json("xstest_safe", (0.9, 0.8, 1.0)))
+    t = tables.judge_pair_table(tables.collect([*paths, old]))
+    assert len(t) == 1
+    row = t.iloc[0]
+    assert (row["method"], row["n"], row["primary_only"], row["secondary_only"]) == ("stl", 200, 21, 9)
+    assert row["agreement"] == pytest.approx(170 / 200)
+
+
 def test_sweep_table_lists_knobs_gaps_and_drift(seed_paths: list[Path], tmp_path: Path) -> None:
     dcr_metrics = []
     for seed in (0, 1, 2):

@@ -101,6 +101,10 @@ def test_scoring_reports_answered_refused_invalid_and_the_string_match_beside_it
     assert res["counts"]["invalid"] == 1
     (sm,) = res["secondary"]
     assert sm["judge_id"] == "xstest_strmatch_v1" and sm["value"] == pytest.approx(4 / 5)
+    # the two judges on the same rows: they part only on the word salad, which the string match calls an answer
+    assert sm["agreement"] == {"n": 5, "agree": 4, "primary_only": 0, "secondary_only": 1}
+    assert [r["secondary"]["xstest_strmatch_v1"] for r in res["rows"]] == \
+        ["compliance", "compliance", "refusal", "compliance", "compliance"]
 
 
 def test_a_missing_generation_row_is_named():

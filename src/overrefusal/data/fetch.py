@@ -240,8 +240,18 @@ def is_available(src: Source, raw_dir: str | None, download_dir: str | None, dow
 
 
 def staged_paths(staged: dict[str, Any]) -> StagedPaths:
-    """The staged files, with the row count they are held to (a record from before it was kept: the registry's)."""
+    """The staged files, with the row count they are held to (a record from before it was kept: the registry's).
+
+    Each file must still hold the bytes staging recorded: the workflow marks local sources ``ancient`` (a mirror
+    that is copied afresh keeps its bytes but not its mtimes, and must not rerun every model), so a file whose
+    bytes changed is caught here, by its hash, rather than read silently."""
     rows = staged["expected_rows"] if "expected_rows" in staged else staged.get("documented_rows")
+    for f in staged["files"]:
+        if "sha256" in f and Path(f["path"]).is_file() and (got := sha256_file(Path(f["path"]))) != f["sha256"]:
+            raise ChecksumError(
+                f"{f['path']}: sha256 {got} differs from the {f['sha256']} recorded when source "
+                f"'{staged.get('source', '?')}' was staged, so the file changed since; stage it again "
+                f"(snakemake --forcerun stage_real_source ...) and let what depends on it rerun")
     return StagedPaths([Path(f["path"]) for f in staged["files"]], rows)
 
 

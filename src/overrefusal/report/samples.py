@@ -6,11 +6,12 @@ next to the tables, so a reader sees what "compliance" or "refusal" meant in thi
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..io import read_json
 
 
 def _cell(text: str | None, limit: int) -> str:
@@ -25,7 +26,7 @@ def sample_rows(eval_jsons: Sequence[str | Path], *, n: int, seed: int) -> list[
     prompts for every method of a benchmark, so the samples compare like with like."""
     out = []
     for path in eval_jsons:
-        res = json.loads(Path(path).read_text(encoding="utf-8"))
+        res = read_json(path)
         rows = sorted(res["rows"], key=lambda r: r["id"])
         if n > len(rows):
             raise ValueError(f"samples.n = {n} but {path} ({res['benchmark']}) holds {len(rows)} judged responses")

@@ -30,7 +30,8 @@ PathLike = str | os.PathLike[str]
 Sources = Sequence[PathLike] | Mapping[PathLike, tuple[str, str]]
 
 LONG_COLUMNS = ["model", "method", "seed", "benchmark", "suite", "metric", "value", "ci_low", "ci_high", "judge_id", "n",
-                "answered", "refused", "invalid", "secondary_judge", "secondary_value"]
+                "answered", "refused", "invalid", "secondary_judge", "secondary_value", "pair_n", "pair_agree",
+                "pair_primary_only", "pair_secondary_only"]
 _EVAL_REQUIRED = ("benchmark", "suite", "metric", "value", "ci_low", "ci_high", "judge_id", "n")
 
 SAFETY = "Safety"
@@ -142,6 +143,9 @@ def collect(eval_jsons: Sources) -> pd.DataFrame:
                    for k in ("answered", "refused", "invalid")},
                 "secondary_judge": secondary["judge_id"] if secondary else None,
                 "secondary_value": _num(secondary["value"], where, "secondary.value") if secondary else math.nan,
+                # the two judges on the same rows (results judged before rows kept both labels: NaN)
+                **{f"pair_{k}": float((secondary.get("agreement") or {}).get(k, math.nan)) if secondary else math.nan
+                   for k in ("n", "agree", "primary_only", "secondary_only")},
             }
         )
     df = pd.DataFrame.from_records(records, columns=LONG_COLUMNS)
@@ -431,6 +435,26 @@ def sweep_table(evals: Sources, capability: Sources, settings: Mapping[str, Mapp
     knob_frame = pd.DataFrame([knobs(m) for m in summary["method"]], index=summary.index)
     table = pd.concat([summary[["model", "method"]], knob_frame, summary.drop(columns=["model", "method"])], axis=1)
     return table.reset_index(drop=True), runs[runs["method"].isin(order)].reset_index(drop=True)
+
+
+def judge_pair_table(df: pd.DataFrame) -> pd.DataFrame:
+    """How often the secondary judge agrees with the primary one on the metric's outcome of the same responses,
+    per model, method and benchmark, summed over seeds; ``primary_only``: rows only the primary judge counts
+    as the metric's success (an answer on an over-refusal set, a refusal on a harmful one)."""
+    cols = ["model", "method", "benchmark", "judge", "secondary_judge", "n", "agreement", "primary_only",
+            "secondary_only"]
+    have = df[df["pair_n"].notna()] if not df.empty else df
+    if have.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (model, method, bench, judge, sec), g in have.groupby(
+            ["model", "method", "benchmark", "judge_id", "secondary_judge"], sort=False):
+        n = int(g["pair_n"].sum())
+        rows.append({"model": model, "method": method, "benchmark": bench, "judge": judge, "secondary_judge": sec,
+                     "n": n, "agreement": g["pair_agree"].sum() / n if n else math.nan,
+                     "primary_only": int(g["pair_primary_only"].sum()),
+                     "secondary_only": int(g["pair_secondary_only"].sum())})
+    return pd.DataFrame.from_records(rows, columns=cols)
 
 
 def outcome_table(df: pd.DataFrame) -> pd.DataFrame:
