@@ -640,7 +640,7 @@ def run_capability(
 
     Returns ``{"tasks": {name: {"kind", "metrics": {metric: value}, "primary_metric", "n",
     "num_fewshot", "lm_eval_task"}}, "lm_eval_version", "model_dir", "template", "seed", "limit",
-    "batch_size", "seconds"}`` (see ``schemas/capability.schema.json``).
+    "batch_size", "seconds"}`` (see ``overrefusal/schemas/capability.schema.json``).
     """
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template!r}; allowed: {', '.join(TEMPLATES)}")

@@ -1,6 +1,6 @@
 """Validate the pipeline config before any job starts, with errors that name the key and the fix.
 
-JSON Schema (``schemas/config.schema.yaml``) checks structure, types and ranges; the cross-field
+JSON Schema (``overrefusal/schemas/config.schema.yaml``) checks structure, types and ranges; the cross-field
 checks below need more than one key at a time (a DCR layer against each model's depth, the method
 kinds' own options, the external endpoint's API key).
 """
@@ -24,7 +24,9 @@ from .settings import properties
 from .stage_settings import SECTIONS
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = REPO / "schemas" / "config.schema.yaml"
+# Package data, so an installed (not editable) package finds it too.
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+SCHEMA = SCHEMAS / "config.schema.yaml"
 
 
 @functools.cache

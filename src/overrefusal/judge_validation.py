@@ -88,7 +88,7 @@ class LabelledRow:
 
 @dataclass(frozen=True)
 class LabelledSet:
-    """One entry of ``eval.judge_validation.sets`` (see schemas/config.schema.yaml, ``$defs.labelled_set``)."""
+    """One entry of ``eval.judge_validation.sets`` (see overrefusal/schemas/config.schema.yaml, ``$defs.labelled_set``)."""
 
     name: str
     files: str

@@ -25,7 +25,7 @@ PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "tokenizers", "l
             "overrefusal")
 REPO = Path(__file__).resolve().parents[2]
 # What ``code_sha256`` covers, relative to the workflow directory.
-CODE_GLOBS = ("Snakefile", "rules/*.smk", "scripts/*.py", "src/overrefusal/**/*.py", "envs/*.yaml", "schemas/*",
+CODE_GLOBS = ("Snakefile", "rules/*.smk", "scripts/*.py", "src/overrefusal/**/*.py", "envs/*.yaml", "src/overrefusal/schemas/*",
               "pyproject.toml", "requirements.txt")
 
 

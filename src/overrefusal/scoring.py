@@ -11,7 +11,7 @@ Rules that keep numbers honest:
   (answered / refused / invalid) counts them as invalid, so a model that just stops talking
   cannot hide inside the answered rate.
 - Every row records the judge id, and the output is validated against
-  ``schemas/benchmark_result.schema.json``.
+  ``overrefusal/schemas/benchmark_result.schema.json``.
 """
 
 from __future__ import annotations
@@ -199,10 +199,10 @@ def _summary(judge: RefusalJudge, judgements: Sequence[Judgement], success: froz
 
 
 def schema_path() -> str:
-    """Where the result schema lives (``schemas/`` at the repository root)."""
-    from pathlib import Path
+    """Where the result schema lives (the package's ``schemas/``)."""
+    from .config import SCHEMAS
 
-    return str(Path(__file__).resolve().parents[2] / "schemas" / "benchmark_result.schema.json")
+    return str(SCHEMAS / "benchmark_result.schema.json")
 
 
 def validate_result(result: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> None:

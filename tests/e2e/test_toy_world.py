@@ -51,7 +51,7 @@ def _summary(work: Path) -> tuple[dict[str, dict[str, float]], dict[tuple[str, i
 
 
 def test_every_method_seed_and_benchmark_has_schema_valid_json(toy_run: Path) -> None:
-    schema = json.loads((REPO / "schemas/benchmark_result.schema.json").read_text())
+    schema = json.loads((REPO / "src/overrefusal/schemas/benchmark_result.schema.json").read_text())
     evals = [p for p in (toy_run / "results/toy").glob("toy-llama/*/seed*/eval/*.json") if p.name != "capability.json"]
     runs = {(p.parts[-4], p.parts[-3]) for p in evals}
     assert {m for m, _ in runs} == METHODS
@@ -62,7 +62,7 @@ def test_every_method_seed_and_benchmark_has_schema_valid_json(toy_run: Path) ->
         jsonschema.validate(e, schema)
         assert e["judge_id"] == "toy_outcome_v1" and e["secondary"][0]["judge_id"] in (
             "xstest_strmatch_v1", "jbb_substring_v1")
-    cap_schema = json.loads((REPO / "schemas/capability.schema.json").read_text())
+    cap_schema = json.loads((REPO / "src/overrefusal/schemas/capability.schema.json").read_text())
     for p in (toy_run / "results/toy").glob("toy-llama/*/seed*/eval/capability.json"):
         jsonschema.validate(json.loads(p.read_text()), cap_schema)
 

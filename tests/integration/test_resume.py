@@ -106,7 +106,7 @@ def test_killed_sft_resumes_from_its_checkpoint(work: Path, how: str, method: st
     assert not ckpts.exists()  # removed once the model is saved
 
     doc = json.loads((run_dir / "tracking.json").read_text())
-    jsonschema.validate(doc, json.loads((REPO / "schemas/refusal_tracking.schema.json").read_text()))
+    jsonschema.validate(doc, json.loads((REPO / "src/overrefusal/schemas/refusal_tracking.schema.json").read_text()))
     assert doc["resumed_from_step"] == resumed_step
     # every scheduled point, before and after the kill, exactly once per probe set
     steps = [r["step"] for r in doc["records"]]

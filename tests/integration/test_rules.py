@@ -85,7 +85,7 @@ def test_dcr_and_sft_outputs(tiny: Path) -> None:
 
 
 def test_refusal_tracking_curves(tiny: Path) -> None:
-    schema = json.loads((REPO / "schemas/refusal_tracking.schema.json").read_text())
+    schema = json.loads((REPO / "src/overrefusal/schemas/refusal_tracking.schema.json").read_text())
     docs = {p.relative_to(tiny / R).as_posix(): json.loads(p.read_text()) for p in (tiny / R).glob("toy-llama/**/tracking.json")}
     assert len(docs) == 6 + 1  # every SFT run and DCR's contrastive stage
     for doc in docs.values():
@@ -105,8 +105,8 @@ def test_refusal_tracking_curves(tiny: Path) -> None:
 
 
 def test_eval_jsons_and_capability_valid(tiny: Path) -> None:
-    schema = json.loads((REPO / "schemas/benchmark_result.schema.json").read_text())
-    cap_schema = json.loads((REPO / "schemas/capability.schema.json").read_text())
+    schema = json.loads((REPO / "src/overrefusal/schemas/benchmark_result.schema.json").read_text())
+    cap_schema = json.loads((REPO / "src/overrefusal/schemas/capability.schema.json").read_text())
     evals = sorted((tiny / R).glob(f"toy-llama/*/{S}/eval/*.json"))
     assert len(evals) == EVALUATED * 13
     for p in evals:

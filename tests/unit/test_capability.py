@@ -28,7 +28,7 @@ from overrefusal.io import DataError, write_jsonl
 
 torch.set_num_threads(1)
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "capability.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[2] / "src/overrefusal/schemas" / "capability.schema.json").read_text())
 WORDS = ["[PAD]", "[UNK]", "[EOS]", "Question", "Answer", ":", "?", "what", "is", "two", "plus",
          "three", "four", "five"]
 VOCAB = {w: i for i, w in enumerate(WORDS)}

@@ -27,7 +27,7 @@ from tests.support.fake_datasets import ARC_SPLITS as SPLITS
 from tests.support.fake_hf_hub import add_repo, serve_hub
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = json.loads((REPO / "schemas" / "capability.schema.json").read_text())
+SCHEMA = json.loads((REPO / "src/overrefusal/schemas" / "capability.schema.json").read_text())
 ARC_EASY = {"arc_easy": {"kind": "lm_eval", "num_fewshot": 0, "metric": "acc"}}
 
 # Run in a fresh interpreter: the rule script (which must switch the hub on before anything imports

@@ -76,3 +76,21 @@ def test_every_script_enters_its_job_before_importing_the_package() -> None:
         if not seen_call:
             late.append(script.name)
     assert not late, f"scripts that import the package before calling enter_job(): {late}"
+
+
+def test_the_json_schemas_are_package_data_found_beside_the_modules():
+    """An installed (not editable) package must find its schemas: they ship inside it, declared as package data."""
+    import tomllib
+    from importlib.resources import files
+
+    import overrefusal.config
+    import overrefusal.scoring
+
+    names = {p.name for p in (files("overrefusal") / "schemas").iterdir()}
+    assert {"config.schema.yaml", "benchmark_result.schema.json", "capability.schema.json",
+            "refusal_tracking.schema.json"} <= names
+    pyproject = tomllib.loads((Path(overrefusal.config.__file__).parents[2] / "pyproject.toml").read_text())
+    assert "schemas/*" in pyproject["tool"]["setuptools"]["package-data"]["overrefusal"]
+    pkg = Path(overrefusal.config.__file__).parent
+    assert overrefusal.config.SCHEMA.parent == pkg / "schemas"
+    assert Path(overrefusal.scoring.schema_path()).parent == pkg / "schemas"

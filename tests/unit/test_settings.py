@@ -55,7 +55,7 @@ def test_schema_section_is_its_dataclass(name: str) -> None:
         (prop,) = _declared(schema, section, key)  # declared once: nowhere but the dataclass
         assert {k: prop.get(k) for k in SCHEMA_KEYS} == {k: generated[key].get(k) for k in SCHEMA_KEYS}, key
     # the YAML adds only the keys the dataclass documents as read elsewhere
-    raw = yaml.safe_load((REPO / "schemas/config.schema.yaml").read_text())
+    raw = yaml.safe_load((REPO / "src/overrefusal/schemas/config.schema.yaml").read_text())
     assert "properties" not in raw["$defs"][name]
     assert schema_keys(raw, raw["properties"][name]) == set(cls.CONSUMED_ELSEWHERE)
 

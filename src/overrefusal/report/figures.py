@@ -174,7 +174,7 @@ def refusal_dynamics(tracking: list[dict], outs: Outs, *, scale: str = "probabil
     row, one line per probe set.
 
     ``tracking`` are the ``tracking.json`` documents of the SFT runs and of DCR's contrastive stage
-    (``schemas/refusal_tracking.schema.json``). The x axis counts optimiser steps from the start of
+    (``overrefusal/schemas/refusal_tracking.schema.json``). The x axis counts optimiser steps from the start of
     safety SFT; a DCR method's contrastive stage is drawn before it, at negative steps, in a
     shaded band, so one panel shows the whole DCR pipeline. Lines are the mean over each probe
     set (and over seeds); bands are ±1 standard error, across seeds when there are several, else
