@@ -207,8 +207,9 @@ def plan_parts(methods: Iterable[str], seeds_of: Mapping[str, list[int]], applie
 
 
 def part_record(part: str, runs: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """A part's record: its runs, whether each was published now or reused, and the seconds of their jobs
-    (from each published recipe; the part's wall time where its jobs ran one after another)."""
+    """A part's record: its runs, whether this invocation published each or found it published, and the
+    seconds of their jobs (from each published recipe), all of them: what the part costs to make, whenever its
+    runs were made (its wall time where its jobs ran one after another)."""
     rows = []
     for r in runs:
         rec = read_json(Path(r["store"]) / RECIPE)
@@ -217,7 +218,7 @@ def part_record(part: str, runs: list[Mapping[str, Any]]) -> dict[str, Any]:
                      "code": rec.get("code"), "machine": rec.get("machine")})
     return {"part": part, "runs": rows, "published": sum(not r["reused"] for r in rows),
             "reused": sum(bool(r["reused"]) for r in rows),
-            "job_seconds": round(sum(r["job_seconds"] for r in rows if not r["reused"]), 1)}
+            "job_seconds": round(sum(r["job_seconds"] for r in rows), 1)}
 
 
 def parts_markdown(records: Iterable[Mapping[str, Any]]) -> str:
@@ -226,10 +227,9 @@ def parts_markdown(records: Iterable[Mapping[str, Any]]) -> str:
         m = round(seconds / 60)
         return f"{m // 60} h {m % 60:02d} min"
 
-    lines = ["| part | runs made (method) | runs reused | job time | machine |", "|---|---|---:|---:|---|"]
+    lines = ["| part | runs (method) | job time | machine |", "|---|---|---:|---|"]
     for r in sorted(records, key=lambda r: r["part"]):
-        made = [x for x in r["runs"] if not x["reused"]]
-        machines = sorted({str(x.get("machine")) for x in made}) or ["–"]
-        lines.append(f"| {r['part']} | {', '.join(x['method'] for x in made) or '–'} | {r['reused']} | "
+        machines = sorted({str(x.get("machine")) for x in r["runs"]}) or ["–"]
+        lines.append(f"| {r['part']} | {', '.join(x['method'] for x in r['runs']) or '–'} | "
                      f"{hm(r['job_seconds'])} | {', '.join(machines)} |")
     return "\n".join(lines) + "\n"
