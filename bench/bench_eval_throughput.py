@@ -107,11 +107,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     lines += [f"| {r['setting']} | {r['new_tokens']} | {r['wall_seconds']} | {r['speedup']} | {r['responses_differing']} |"
               for r in results]
     if args.out is not None:
-        from overrefusal.io import atomic_path, write_json
+        from overrefusal.io import write_json, write_text
 
         write_json(args.out.with_suffix(".json"), out)
-        with atomic_path(args.out.with_suffix(".md")) as t:
-            t.write_text("\n".join(lines) + "\n")
+        write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return out
 

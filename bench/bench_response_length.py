@@ -26,7 +26,7 @@ import glob
 import platform
 from pathlib import Path
 
-from overrefusal.io import atomic_path, read_jsonl, write_json
+from overrefusal.io import read_jsonl, write_json, write_text
 
 
 def parse_judge(spec: str):
@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     lines += ["", f"Smallest cap that is enough: {out['smallest_enough']}."]
     if args.out is not None:
         write_json(args.out.with_suffix(".json"), out)
-        with atomic_path(args.out.with_suffix(".md")) as tmp:
-            tmp.write_text("\n".join(lines) + "\n")
+        write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return out
 

@@ -675,14 +675,17 @@ def _published_warning(msg):
     print(f"handover: {msg}", file=sys.stderr)
 
 
-# Every run of `all`: read from its published copy (reuse on, same recipe) or from the run directory.
-RESOLVED = {
-    (model, method, seed): run_store.resolve(
-        run_dir(model, method, seed), run_store.published_dir(PUBLISHED_ROOT, model, method, seed),
-        run_store.run_recipe(config, model, method, seed), run_files(model, method, seed),
-        reuse=HANDOVER["reuse"], warn=_published_warning)
-    for model in MODELS for method in METHODS for seed in seeds_of(method)
-}
+def store_dir(model, method, seed):
+    return run_store.published_dir(PUBLISHED_ROOT, model, method, seed)
+
+
+# Every run of `all`, its recipe, and where the report rules read it: its published copy (reuse on, same
+# recipe) or its run directory.
+RUNS = [(model, method, seed) for model in MODELS for method in METHODS for seed in seeds_of(method)]
+RECIPES = {r: run_store.run_recipe(config, *r) for r in RUNS}
+RESOLVED = {r: run_store.resolve(run_dir(*r), store_dir(*r), RECIPES[r], run_files(*r), reuse=HANDOVER["reuse"],
+                                 warn=_published_warning)
+            for r in RUNS}
 try:
     PARTS = run_store.plan_parts(METHODS, {m: seeds_of(m) for m in METHODS}, dict(PLAN.applies_to),
                                  HANDOVER["parts"])
@@ -703,8 +706,8 @@ def get_publish_run_inputs(wildcards):
 
 def get_publish_run_params(wildcards):
     model, method, seed = wildcards.model, wildcards.method, int(wildcards.seed)
-    return {"run_dir": run_dir(model, method, seed), "store": run_store.published_dir(PUBLISHED_ROOT, model, method, seed),
-            "files": run_files(model, method, seed), "recipe": run_store.run_recipe(config, model, method, seed),
+    return {"run_dir": run_dir(model, method, seed), "store": store_dir(model, method, seed),
+            "files": run_files(model, method, seed), "recipe": RECIPES[(model, method, seed)],
             "benchmarks": f"{BENCH}/{model}/{method}/seed{seed}", "root": workflow.basedir}
 
 
@@ -720,7 +723,7 @@ def get_part_inputs(wildcards):
 
 def get_part_params(wildcards):
     return [{"model": model, "method": method, "seed": seed, "reused": RESOLVED[(model, method, seed)].published,
-             "store": run_store.published_dir(PUBLISHED_ROOT, model, method, seed)}
+             "store": store_dir(model, method, seed)}
             for model, method, seed in part_runs(wildcards.part)]
 
 

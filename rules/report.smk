@@ -386,6 +386,8 @@ rule publish_run:
     resources:
         mem_mb=500,
         runtime=5,
+    wildcard_constraints:
+        method="|".join(METHODS),
     script:
         "../scripts/publish_run.py"
 

@@ -8,7 +8,7 @@ from overrefusal.warm_start import enter_job
 
 enter_job()
 
-from overrefusal.io import atomic_path, read_json, write_json
+from overrefusal.io import read_json, write_json, write_text
 from overrefusal.run_store import part_record, parts_markdown
 from overrefusal.runtime import rule_context
 
@@ -17,8 +17,7 @@ with rule_context(snakemake) as log:  # noqa: F821
     record = part_record(smk.wildcards.part, smk.params.runs)
     published = Path(smk.params.published)
     write_json(published / f"{smk.wildcards.part}.json", record)
-    with atomic_path(published.parent / "parts.md") as tmp:
-        tmp.write_text(parts_markdown(read_json(p) for p in sorted(published.glob("*.json"))), encoding="utf-8")
+    write_text(published.parent / "parts.md", parts_markdown(read_json(p) for p in sorted(published.glob("*.json"))))
     write_json(smk.output[0], record)
     log.info("part %s: %d runs published, %d reused, %.0f job seconds", smk.wildcards.part,
              record["published"], record["reused"], record["job_seconds"])

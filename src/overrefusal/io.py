@@ -67,8 +67,13 @@ def dumps(obj: Any) -> str:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text(path, dumps(obj))
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 text atomically: a killed writer leaves the old file or none, never half of one."""
     with atomic_path(path) as tmp:
-        tmp.write_text(dumps(obj), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_dir, atomic_path, dumps, read_json, sha256_file
+from .io import atomic_dir, dumps, read_json, sha256_file
 from .methods import KINDS, intervened_method, method_params
 
 RUNS = "runs"
@@ -168,8 +168,7 @@ def publish_run(run_dir: str | Path, store: str | Path, files: Iterable[str], re
             else:
                 shutil.copyfile(src, dest)
             record["files"][stored_name(rel)] = sha256_file(dest)
-        with atomic_path(tmp / RECIPE) as t:
-            t.write_text(dumps(record), encoding="utf-8")
+        (tmp / RECIPE).write_text(dumps(record), encoding="utf-8")  # inside the directory that appears whole
     return record
 
 
